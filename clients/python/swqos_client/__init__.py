@@ -1,0 +1,1 @@
+"""Trader SDK for swqos."""

@@ -1,0 +1,1 @@
+"""swqos authenticators: ES256 JWT (nine-step verification) and Argon2id API tokens"""

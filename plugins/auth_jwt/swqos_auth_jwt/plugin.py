@@ -1,0 +1,3 @@
+"""Hook implementations of swqos-auth-jwt."""
+
+from swqos_core import hookimpl  # noqa: F401

@@ -1,0 +1,3 @@
+"""Hook implementations of swqos-cdn-cloudflare."""
+
+from swqos_core import hookimpl  # noqa: F401

@@ -1,0 +1,1 @@
+"""swqos client-IP resolver for Amazon CloudFront"""

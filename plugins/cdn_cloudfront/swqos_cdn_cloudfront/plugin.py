@@ -1,0 +1,3 @@
+"""Hook implementations of swqos-cdn-cloudfront."""
+
+from swqos_core import hookimpl  # noqa: F401

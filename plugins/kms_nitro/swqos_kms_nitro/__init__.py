@@ -1,0 +1,1 @@
+"""swqos key provider: Nitro NSM attestation and KMS Decrypt with Recipient"""

@@ -1,0 +1,1 @@
+"""swqos rate limiter: GCRA per address, per trader, handshakes per minute"""

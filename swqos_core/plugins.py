@@ -1,0 +1,341 @@
+"""Plugin discovery, registration and the building of layers from a config.
+
+Only the plugins a config names are imported (entry point group ``swqos.plugins``). Every
+problem found on the way (a missing or duplicated plugin, a misspelled hook, an unknown
+implementation name, an unknown config key, a test double selected without permission) is
+collected and reported together as one :class:`~swqos_core.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pluggy
+
+from swqos_core import hookspecs, schema
+from swqos_core.config import AppConfig
+from swqos_core.errors import ConfigError
+from swqos_core.layers import LAYER_KINDS, BuildContext
+
+ENTRY_POINT_GROUP = "swqos.plugins"
+log = logging.getLogger("swqos.plugins")
+
+#: Registration hook name → layer kind it registers.
+HOOK_KINDS: dict[str, str] = {
+    "swqos_register_client_ip_resolvers": "client_ip",
+    "swqos_register_authenticators": "auth",
+    "swqos_register_rate_limiters": "rate_limit",
+    "swqos_register_request_validators": "validate",
+    "swqos_register_revocation_sources": "revocation",
+    "swqos_register_payload_matchers": "payload_match",
+    "swqos_register_key_providers": "key_provider",
+    "swqos_register_signers": "signer",
+}
+assert set(HOOK_KINDS.values()) == set(LAYER_KINDS)
+
+#: Built-in implementations, registered like any plugin (datasette's DEFAULT_PLUGINS).
+BUILTIN_PLUGINS = ("swqos_core.builtin.plugin",)
+
+
+class Register(Protocol):
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[[Any, BuildContext], Any],
+        config: type | None = None,
+        *,
+        insecure: bool = False,
+        description: str = "",
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Registration:
+    kind: str
+    name: str
+    factory: Callable[[Any, BuildContext], Any]
+    config: type | None
+    insecure: bool
+    description: str
+    plugin: str  # plugin name (entry-point name, or "builtin")
+    distribution: str
+    version: str
+
+
+@dataclass
+class Registry:
+    entries: dict[str, dict[str, Registration]] = field(default_factory=lambda: {k: {} for k in LAYER_KINDS})
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, reg: Registration) -> None:
+        existing = self.entries[reg.kind].get(reg.name)
+        if existing is not None:
+            self.problems.append(
+                f"{reg.kind} implementation {reg.name!r} is registered twice: by "
+                f"{existing.distribution} {existing.version} and by {reg.distribution} {reg.version}"
+            )
+            return
+        self.entries[reg.kind][reg.name] = reg
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+
+@dataclass
+class LoadedPlugin:
+    name: str
+    distribution: str
+    version: str
+    module: Any
+
+
+def installed_entry_points() -> dict[str, list[importlib.metadata.EntryPoint]]:
+    """Entry points of the group, by name, without importing anything."""
+    found: dict[str, list[importlib.metadata.EntryPoint]] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, []).append(ep)
+    return found
+
+
+def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("unknown", "unknown")
+    return (dist.metadata["Name"] or "unknown", dist.version or "unknown")
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("swqos")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_plugins(
+    names: Iterable[str] | None,
+    *,
+    extra_plugins: Iterable[Any] = (),
+    blocked: Iterable[str] = (),
+) -> tuple[pluggy.PluginManager, list[LoadedPlugin], list[str]]:
+    """Create a plugin manager holding the built-ins, the named plugins and ``extra_plugins``.
+
+    ``names=None`` loads every installed plugin (used by ``swqos plugins`` and to build the
+    command line, never by a serving process). Returns ``(pm, loaded, problems)``.
+    """
+    pm = new_plugin_manager()
+    problems: list[str] = []
+    loaded: list[LoadedPlugin] = []
+    from swqos_core import __version__
+
+    for modname in BUILTIN_PLUGINS:
+        module = importlib.import_module(modname)
+        pm.register(module, name="builtin")
+        loaded.append(LoadedPlugin("builtin", "swqos-core", __version__, module))
+    for name in blocked:
+        pm.set_blocked(name)
+
+    available = installed_entry_points()
+    wanted = sorted(available) if names is None else list(names)
+    seen: set[str] = set()
+    for name in wanted:
+        if name in seen:
+            problems.append(f"[swqos] plugins: {name!r} is listed twice")
+            continue
+        seen.add(name)
+        if pm.is_blocked(name):
+            continue
+        eps = available.get(name, [])
+        if not eps:
+            have = ", ".join(sorted(available)) or "none"
+            problems.append(f"[swqos] plugins: plugin {name!r} is not installed (installed plugins: {have})")
+            continue
+        if len({_dist_of(ep) for ep in eps}) > 1:
+            owners = ", ".join(f"{d} {v}" for d, v in sorted({_dist_of(ep) for ep in eps}))
+            problems.append(f"[swqos] plugins: plugin {name!r} is provided by several distributions: {owners}")
+            continue
+        ep = eps[0]
+        dist, version = _dist_of(ep)
+        try:
+            module = ep.load()
+        except Exception as exc:  # an unimportable plugin is a startup error, named precisely
+            problems.append(f"plugin {name!r} ({dist} {version}) failed to import: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            pm.register(module, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            problems.append(f"plugin {name!r} ({dist} {version}): {exc}")
+            continue
+        loaded.append(LoadedPlugin(name, dist, version, module))
+    for i, plugin in enumerate(extra_plugins):
+        pname = getattr(plugin, "SWQOS_PLUGIN_NAME", None) or f"extra-{i}"
+        try:
+            pm.register(plugin, name=pname)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            problems.append(f"plugin {pname!r}: {exc}")
+            continue
+        loaded.append(LoadedPlugin(pname, "in-process", "-", plugin))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        problems.append(f"{exc} (hooks swqos knows: {', '.join(sorted(_hook_names()))})")
+    return pm, loaded, problems
+
+
+def _hook_names() -> list[str]:
+    return [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("swqos_")]
+
+
+def collect_registrations(pm: pluggy.PluginManager, loaded: list[LoadedPlugin]) -> Registry:
+    """Call every registration hook once; the core owns collisions and error messages."""
+    registry = Registry()
+    by_module = {id(p.module): p for p in loaded}
+    for hook_name, kind in HOOK_KINDS.items():
+        caller = getattr(pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            owner = by_module.get(id(impl.plugin)) or LoadedPlugin(impl.plugin_name, "unknown", "unknown", impl.plugin)
+
+            def register(
+                name: str,
+                factory: Callable[[Any, BuildContext], Any],
+                config: type | None = None,
+                *,
+                insecure: bool = False,
+                description: str = "",
+                _kind: str = kind,
+                _owner: LoadedPlugin = owner,
+            ) -> None:
+                registry.add(
+                    Registration(_kind, name, factory, config, insecure, description,
+                                 _owner.name, _owner.distribution, _owner.version)
+                )
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:  # a broken plugin must not take the others' errors away
+                registry.problems.append(f"plugin {owner.name!r}: {hook_name} failed: {type(exc).__name__}: {exc}")
+    return registry
+
+
+@dataclass
+class Selection:
+    """A layer chosen by the config, with its validated settings, ready to build."""
+
+    registration: Registration
+    settings: Any
+
+
+def select(cfg: AppConfig, registry: Registry) -> dict[str, list[Selection]]:
+    """Resolve ``[pipeline]`` names and validate ``[layers.*]`` sections; raise on any problem."""
+    problems = list(registry.problems)
+    chosen: dict[str, list[Selection]] = {}
+    selected = cfg.selected()
+    for kind, names in selected.items():
+        chosen[kind] = []
+        if len(set(names)) != len(names):
+            problems.append(f"[pipeline] {kind}: an implementation is listed twice: {names}")
+        for name in names:
+            reg = registry.entries[kind].get(name)
+            if reg is None:
+                have = ", ".join(registry.names(kind)) or "none (is the plugin listed in [swqos] plugins?)"
+                problems.append(f"[pipeline] {kind}: unknown implementation {name!r} (available: {have})")
+                continue
+            if reg.insecure and not cfg.core.allow_test_plugins:
+                problems.append(
+                    f"[pipeline] {kind}: {name!r} is a test implementation; it can only be selected "
+                    "with [swqos] allow_test_plugins = true"
+                )
+            raw = cfg.layers.get(kind, {}).get(name, {})
+            where = f"[layers.{kind}.{name}]"
+            if reg.config is None:
+                if raw:
+                    problems.append(f"{where}: {name!r} takes no settings")
+                settings = None
+            else:
+                settings = schema.build(reg.config, raw, where=where, base_dir=cfg.base_dir, problems=problems)
+            chosen[kind].append(Selection(reg, settings))
+    for kind, tables in cfg.layers.items():
+        if kind not in LAYER_KINDS:
+            problems.append(f"[layers.{kind}]: unknown layer kind (kinds: {', '.join(LAYER_KINDS)})")
+            continue
+        for name in tables:
+            if name not in selected.get(kind, []):
+                problems.append(f"[layers.{kind}.{name}]: settings for an implementation that [pipeline] {kind} does not select")
+    if problems:
+        raise ConfigError(problems)
+    return chosen
+
+
+def build_layers(
+    chosen: dict[str, list[Selection]], ctx_for: Callable[[str, str], BuildContext]
+) -> dict[str, list[tuple[str, Any]]]:
+    """Call each selected factory; a factory's ConfigError joins the others in one report."""
+    problems: list[str] = []
+    built: dict[str, list[tuple[str, Any]]] = {}
+    for kind, selections in chosen.items():
+        proto = LAYER_KINDS[kind][0]
+        built[kind] = []
+        for sel in selections:
+            name = sel.registration.name
+            try:
+                obj = sel.registration.factory(sel.settings, ctx_for(kind, name))
+            except ConfigError as exc:
+                problems += [f"[layers.{kind}.{name}]: {p}" for p in exc.problems]
+                continue
+            except Exception as exc:
+                problems.append(f"[layers.{kind}.{name}]: failed to start: {type(exc).__name__}: {exc}")
+                continue
+            if not isinstance(obj, proto):
+                problems.append(f"[layers.{kind}.{name}]: factory returned {type(obj).__name__}, not a {proto.__name__}")
+                continue
+            built[kind].append((name, obj))
+    if problems:
+        raise ConfigError(problems)
+    return built
+
+
+@dataclass
+class App:
+    """A configured process: its plugin manager, registrations and built layers."""
+
+    process: str
+    config: AppConfig
+    pm: pluggy.PluginManager
+    plugins: list[LoadedPlugin]
+    registry: Registry
+    layers: dict[str, list[tuple[str, Any]]]
+    state: Any = None  # ServiceState in the host-proxy
+
+    def one(self, kind: str) -> Any:
+        return self.layers[kind][0][1]
+
+    def all(self, kind: str) -> tuple[Any, ...]:
+        return tuple(obj for _, obj in self.layers.get(kind, []))
+
+
+def build_app(
+    cfg: AppConfig,
+    *,
+    state: Any = None,
+    extra_plugins: Iterable[Any] = (),
+    blocked: Iterable[str] = (),
+) -> App:
+    """Load the configured plugins, validate everything, build every layer. Raises ConfigError."""
+    pm, loaded, problems = load_plugins(cfg.core.plugins, extra_plugins=extra_plugins, blocked=blocked)
+    registry = collect_registrations(pm, loaded)
+    registry.problems[:0] = problems
+    chosen = select(cfg, registry)
+
+    def ctx_for(kind: str, name: str) -> BuildContext:
+        return BuildContext(
+            name=name, kind=kind, process=cfg.process, config_dir=cfg.base_dir,
+            logger=logging.getLogger(f"swqos.{kind}.{name}"), state=state,
+        )
+
+    layers = build_layers(chosen, ctx_for)
+    if cfg.core.allow_test_plugins:
+        log.warning("TEST PLUGINS ALLOWED: this configuration may select fakes; never use it in production")
+    return App(cfg.process, cfg, pm, loaded, registry, layers, state)

@@ -1,0 +1,1 @@
+"""Test doubles (all registered as insecure) and conformance suites for swqos plugins."""
