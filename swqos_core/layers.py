@@ -84,6 +84,8 @@ class Call:
     payload: bytes
     #: ``time.monotonic()`` by which the answer must be sent.
     deadline: float
+    #: ``time.monotonic()`` when the call arrived.
+    started: float = 0.0
     client: ClientAddress | None = None
     principal: Principal | None = None
 

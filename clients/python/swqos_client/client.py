@@ -1,0 +1,328 @@
+"""Sync and async clients for the swqos Signer API (``proto/swqos/v1/signer.proto``).
+
+Both clients share one shape: a TLS channel to the proxy, a bearer token (fixed or refreshed through
+a callback), a per-call deadline that bounds the whole call including retries, and typed exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import base58
+import grpc
+from swqos_proto import IDENTITY_METHOD, SIGN_METHOD, signer_pb2
+
+from .errors import (
+    BadResponse,
+    DeadlineExceeded,
+    LocalRefusal,
+    SwqosError,
+    error_from_status,
+)
+from .payload import check_client_certificate_verify
+from .retry import RetryPolicy
+from .tokens import TokenCallback, TokenSource, as_token_source
+
+Metadata = Sequence[tuple[str, str]]
+
+DEFAULT_TIMEOUT = 1.0  # seconds; a QUIC handshake times out after 2 s on current Agave leaders
+MAX_NONCE = 64
+
+
+@dataclass(frozen=True)
+class TlsTrust:
+    """Which server certificates the client accepts.
+
+    ``ca_pem`` None means the system roots (grpc's bundled roots, or ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``).
+    ``server_name`` overrides the name checked against the certificate (for connecting by IP to a
+    server whose certificate names a host).
+    """
+
+    ca_pem: bytes | None = None
+    server_name: str | None = None
+
+    @classmethod
+    def from_ca_file(cls, path: str | Path, *, server_name: str | None = None) -> TlsTrust:
+        return cls(ca_pem=Path(path).read_bytes(), server_name=server_name)
+
+    @classmethod
+    def system(cls, *, server_name: str | None = None) -> TlsTrust:
+        return cls(ca_pem=None, server_name=server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca_pem)
+
+    def options(self) -> list[tuple[str, object]]:
+        opts: list[tuple[str, object]] = []
+        if self.server_name:
+            opts.append(("grpc.ssl_target_name_override", self.server_name))
+            opts.append(("grpc.default_authority", self.server_name))
+        return opts
+
+
+@dataclass(frozen=True)
+class Identity:
+    public_key: bytes
+    attestation_document: bytes = b""
+
+    @property
+    def public_key_base58(self) -> str:
+        return base58.b58encode(self.public_key).decode("ascii")
+
+
+@dataclass
+class _Common:
+    target: str
+    tokens: TokenSource
+    trust: TlsTrust
+    timeout: float
+    retry: RetryPolicy
+    channel_options: list[tuple[str, object]] = field(default_factory=list)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def options(self) -> list[tuple[str, object]]:
+        # Requests and replies are tiny; a small cap bounds what a misbehaving server can make us buffer.
+        return [
+            ("grpc.max_receive_message_length", 64 * 1024),
+            *self.trust.options(),
+            *self.channel_options,
+        ]
+
+    def metadata(self, token: str, extra: Metadata) -> list[tuple[str, str]]:
+        md = [("authorization", f"Bearer {token}")]
+        md.extend((k, v) for k, v in extra if k.lower() != "authorization")
+        return md
+
+    def total(self, timeout: float | None) -> float:
+        t = self.timeout if timeout is None else float(timeout)
+        if t <= 0:
+            raise LocalRefusal("timeout must be positive")
+        return t
+
+    def deadline_error(self, budget: float, attempts: int, last: SwqosError | None) -> SwqosError:
+        if last is not None and not isinstance(last, DeadlineExceeded):
+            last.attempts = attempts
+            return last
+        return DeadlineExceeded(
+            f"no answer from swqos proxy at {self.target} within the {budget:.3f} s deadline",
+            code=grpc.StatusCode.DEADLINE_EXCEEDED,
+            attempts=attempts,
+        )
+
+
+def _sign_request(payload: bytes) -> signer_pb2.SignCertificateVerifyRequest:
+    return signer_pb2.SignCertificateVerifyRequest(payload=payload)
+
+
+def _check_signature(resp: signer_pb2.SignCertificateVerifyResponse) -> bytes:
+    sig = bytes(resp.signature)
+    if len(sig) != 64:
+        raise BadResponse(f"signer returned {len(sig)} signature bytes, expected 64")
+    return sig
+
+
+def _check_identity(resp: signer_pb2.GetIdentityResponse) -> Identity:
+    pk = bytes(resp.public_key)
+    if len(pk) != 32:
+        raise BadResponse(f"signer returned a {len(pk)}-byte public key, expected 32")
+    return Identity(public_key=pk, attestation_document=bytes(resp.attestation_document))
+
+
+def _check_nonce(nonce: bytes) -> bytes:
+    nonce = bytes(nonce)
+    if len(nonce) > MAX_NONCE:
+        raise LocalRefusal(f"nonce longer than {MAX_NONCE} bytes")
+    return nonce
+
+
+class SignerClient:
+    """Blocking client. Safe to call from any thread, including from inside a running asyncio loop
+    (its channel is grpc's threaded one, independent of any event loop), which is what
+    :class:`~swqos_client.RemoteEd25519PrivateKey` relies on."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | TokenSource | None = None,
+        token_refresh: TokenCallback | None = None,
+        refresh_margin: float = 60.0,
+        trust: TlsTrust | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        channel_options: Sequence[tuple[str, object]] = (),
+    ) -> None:
+        self._c = _Common(
+            target=target,
+            tokens=as_token_source(token, token_refresh, refresh_margin),
+            trust=trust or TlsTrust(),
+            timeout=float(timeout),
+            retry=retry or RetryPolicy(),
+            channel_options=list(channel_options),
+        )
+        self._channel = grpc.secure_channel(target, self._c.trust.credentials(), options=self._c.options())
+        self._sign = self._channel.unary_unary(
+            SIGN_METHOD,
+            request_serializer=signer_pb2.SignCertificateVerifyRequest.SerializeToString,
+            response_deserializer=signer_pb2.SignCertificateVerifyResponse.FromString,
+        )
+        self._identity = self._channel.unary_unary(
+            IDENTITY_METHOD,
+            request_serializer=signer_pb2.GetIdentityRequest.SerializeToString,
+            response_deserializer=signer_pb2.GetIdentityResponse.FromString,
+        )
+
+    @property
+    def target(self) -> str:
+        return self._c.target
+
+    @property
+    def tokens(self) -> TokenSource:
+        return self._c.tokens
+
+    def sign_certificate_verify(
+        self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
+    ) -> bytes:
+        """Sign one TLS 1.3 client CertificateVerify; returns the 64-byte Ed25519 signature."""
+        payload = check_client_certificate_verify(payload)
+        resp = self._call(self._sign, _sign_request(payload), timeout, metadata)
+        return _check_signature(resp)
+
+    def get_identity(self, nonce: bytes = b"", *, timeout: float | None = None, metadata: Metadata = ()) -> Identity:
+        req = signer_pb2.GetIdentityRequest(nonce=_check_nonce(nonce))
+        return _check_identity(self._call(self._identity, req, timeout, metadata))
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable, req: object, timeout: float | None, extra: Metadata):
+        budget = self._c.total(timeout)
+        deadline = time.monotonic() + budget
+        attempts = 0
+        last: SwqosError | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._c.deadline_error(budget, attempts, last)
+            md = self._c.metadata(self._c.tokens.get(), extra)
+            attempts += 1
+            try:
+                return method(req, timeout=remaining, metadata=md)
+            except grpc.RpcError as exc:
+                code = exc.code()  # type: ignore[attr-defined]
+                err = error_from_status(
+                    code, exc.details(), exc.trailing_metadata(), target=self._c.target, attempts=attempts  # type: ignore[attr-defined]
+                )
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise self._c.deadline_error(budget, attempts, last)
+            delay = self._c.retry.next_delay(
+                code, attempts, err.retry_after, deadline - time.monotonic(), self._c.rng
+            )
+            if delay is None:
+                raise err
+            last = err
+            time.sleep(delay)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> SignerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncSignerClient:
+    """asyncio client (grpc.aio). Create and use it inside one event loop."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | TokenSource | None = None,
+        token_refresh: TokenCallback | None = None,
+        refresh_margin: float = 60.0,
+        trust: TlsTrust | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        channel_options: Sequence[tuple[str, object]] = (),
+    ) -> None:
+        self._c = _Common(
+            target=target,
+            tokens=as_token_source(token, token_refresh, refresh_margin),
+            trust=trust or TlsTrust(),
+            timeout=float(timeout),
+            retry=retry or RetryPolicy(),
+            channel_options=list(channel_options),
+        )
+        self._channel = grpc.aio.secure_channel(target, self._c.trust.credentials(), options=self._c.options())
+        self._sign = self._channel.unary_unary(
+            SIGN_METHOD,
+            request_serializer=signer_pb2.SignCertificateVerifyRequest.SerializeToString,
+            response_deserializer=signer_pb2.SignCertificateVerifyResponse.FromString,
+        )
+        self._identity = self._channel.unary_unary(
+            IDENTITY_METHOD,
+            request_serializer=signer_pb2.GetIdentityRequest.SerializeToString,
+            response_deserializer=signer_pb2.GetIdentityResponse.FromString,
+        )
+
+    @property
+    def target(self) -> str:
+        return self._c.target
+
+    @property
+    def tokens(self) -> TokenSource:
+        return self._c.tokens
+
+    async def sign_certificate_verify(
+        self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
+    ) -> bytes:
+        payload = check_client_certificate_verify(payload)
+        resp = await self._call(self._sign, _sign_request(payload), timeout, metadata)
+        return _check_signature(resp)
+
+    async def get_identity(
+        self, nonce: bytes = b"", *, timeout: float | None = None, metadata: Metadata = ()
+    ) -> Identity:
+        req = signer_pb2.GetIdentityRequest(nonce=_check_nonce(nonce))
+        return _check_identity(await self._call(self._identity, req, timeout, metadata))
+
+    async def _call(self, method, req: object, timeout: float | None, extra: Metadata):  # type: ignore[no-untyped-def]
+        budget = self._c.total(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        attempts = 0
+        last: SwqosError | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._c.deadline_error(budget, attempts, last)
+            md = self._c.metadata(await self._c.tokens.aget(), extra)
+            attempts += 1
+            try:
+                return await method(req, timeout=remaining, metadata=md)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                err = error_from_status(
+                    code, exc.details(), exc.trailing_metadata(), target=self._c.target, attempts=attempts
+                )
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise self._c.deadline_error(budget, attempts, last)
+            delay = self._c.retry.next_delay(code, attempts, err.retry_after, deadline - loop.time(), self._c.rng)
+            if delay is None:
+                raise err
+            last = err
+            await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncSignerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,165 @@
+"""A stand-in for a Solana leader's TPU QUIC endpoint, for tests and ``swqos demo``.
+
+Like an Agave leader it requires a client certificate, ignores the certificate's own signature,
+takes the public key from it, and (through aioquic) verifies the CertificateVerify against that key.
+Like a Firedancer leader it can insist that the certificate is Agave's template byte for byte.
+It records which identity each connection proved and the stream data it received.
+
+aioquic has no public switch for requesting a client certificate: this module sets the private
+``tls.Context._request_client_certificate`` flag on each new connection, and checks that a
+certificate was actually presented itself (aioquic would accept an empty Certificate message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aioquic.asyncio import QuicConnectionProtocol, serve
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.tls import CipherSuite
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .certificate import client_certificate, public_key_from_certificate_der
+from .quic import ALPN_TPU
+
+#: Application close codes used by the stand-in (any value works; these are easy to spot in logs).
+CLOSE_NO_CERTIFICATE = 0x1001
+CLOSE_BAD_CERTIFICATE = 0x1002
+
+
+@dataclass
+class PeerRecord:
+    """One accepted or refused connection as the stand-in saw it."""
+
+    public_key: bytes | None = None
+    certificate_der: bytes | None = None
+    matches_agave_template: bool = False
+    cipher_suite: CipherSuite | None = None
+    accepted: bool = False
+    refusal: str | None = None
+    streams: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.streams[k] for k in sorted(self.streams))
+
+
+class _TpuProtocol(QuicConnectionProtocol):
+    tpu: StandInTpu
+
+    def __init__(self, quic: QuicConnection, *args: object, **kwargs: object) -> None:
+        super().__init__(quic, *args, **kwargs)  # type: ignore[arg-type]
+        # The TLS context is created inside the connection's first receive; hook its creation to
+        # flip the (private) flag before the ClientHello is processed.
+        original = quic._initialize
+
+        def initialize(peer_cid: bytes) -> None:
+            original(peer_cid)
+            quic.tls._request_client_certificate = True
+
+        quic._initialize = initialize  # type: ignore[method-assign]
+        self.record = PeerRecord()
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.HandshakeCompleted):
+            self._on_handshake()
+        elif isinstance(event, events.StreamDataReceived) and self.record.accepted:
+            buf = self.record.streams.get(event.stream_id, b"") + event.data
+            if len(buf) <= self.tpu.max_stream_bytes:
+                self.record.streams[event.stream_id] = buf
+            if event.end_stream:
+                self.tpu._notify()
+
+    def _on_handshake(self) -> None:
+        tls = self._quic.tls
+        rec = self.record
+        rec.cipher_suite = tls.key_schedule.cipher_suite if tls.key_schedule else None
+        cert = tls._peer_certificate
+        self.tpu.peers.append(rec)
+        if cert is None:
+            self._refuse(CLOSE_NO_CERTIFICATE, "client certificate required")
+            return
+        rec.certificate_der = cert.public_bytes(Encoding.DER)
+        key = cert.public_key()
+        if not isinstance(key, Ed25519PublicKey):
+            self._refuse(CLOSE_BAD_CERTIFICATE, "client certificate key is not Ed25519")
+            return
+        # aioquic has already verified the CertificateVerify against this key.
+        rec.public_key = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        rec.matches_agave_template = public_key_from_certificate_der(rec.certificate_der) == rec.public_key
+        if self.tpu.require_agave_template and not rec.matches_agave_template:
+            self._refuse(CLOSE_BAD_CERTIFICATE, "client certificate is not the Agave template")
+            return
+        rec.accepted = True
+        self.tpu._notify()
+
+    def _refuse(self, code: int, reason: str) -> None:
+        self.record.refusal = reason
+        self._quic.close(error_code=code, reason_phrase=reason)
+        self.transmit()
+        self.tpu._notify()
+
+
+class StandInTpu:
+    """``async with StandInTpu() as tpu:`` listens on ``tpu.host:tpu.port`` (UDP, loopback)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        require_agave_template: bool = True,
+        max_stream_bytes: int = 1232,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.require_agave_template = require_agave_template
+        self.max_stream_bytes = max_stream_bytes
+        self.peers: list[PeerRecord] = []
+        # A leader's own server certificate is the same dummy template under its own key.
+        self._server_key = Ed25519PrivateKey.generate()
+        self._server: QuicServer | None = None
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def start(self) -> StandInTpu:
+        config = QuicConfiguration(is_client=False, alpn_protocols=[ALPN_TPU], idle_timeout=30.0)
+        config.certificate = client_certificate(self._server_key.public_key())
+        config.private_key = self._server_key
+
+        def make_protocol(*args: object, **kwargs: object) -> _TpuProtocol:
+            proto = _TpuProtocol(*args, **kwargs)  # type: ignore[arg-type]
+            proto.tpu = self
+            return proto
+
+        self._server = await serve(self.host, self.port, configuration=config, create_protocol=make_protocol)
+        self.port = self._server._transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+        return self
+
+    async def wait_for(self, predicate, timeout: float = 5.0) -> PeerRecord:  # type: ignore[no-untyped-def]
+        """Wait until some peer record satisfies ``predicate``; returns it (TimeoutError otherwise)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for rec in self.peers:
+                    if predicate(rec):
+                        return rec
+                self._changed.clear()
+                await self._changed.wait()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def __aenter__(self) -> StandInTpu:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,118 @@
+"""Runtime policy of the JWT authenticator: revocation lists and per-trader IP allowlists.
+
+Each has two sources: a watched JSON file (the operator's or the marketplace's copy) and in-memory
+changes made through the admin API. An entry in the file can only be lifted by editing the file;
+the admin API adds and removes its own entries on top.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swqos_core.net import IPAddress, fold_mapped
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAX_ID_LEN = 256
+
+
+def _str_list(doc: dict[str, Any], key: str) -> frozenset[str]:
+    items = doc.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LEN for i in items):
+        raise ValueError(f"{key!r} must be a list of non-empty strings")
+    return frozenset(items)
+
+
+@dataclass(frozen=True)
+class RevocationFile:
+    """``{"sub": [...], "jti": [...], "kid": [...]}``; every key optional, nothing else allowed."""
+
+    sub: frozenset[str] = frozenset()
+    jti: frozenset[str] = frozenset()
+    kid: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> RevocationFile:
+        unknown = set(doc) - {"sub", "jti", "kid"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)} (allowed: sub, jti, kid)")
+        return cls(_str_list(doc, "sub"), _str_list(doc, "jti"), _str_list(doc, "kid"))
+
+
+@dataclass
+class Revocations:
+    file: RevocationFile = field(default_factory=RevocationFile)
+    sub: set[str] = field(default_factory=set)
+    jti: set[str] = field(default_factory=set)
+    kid: set[str] = field(default_factory=set)
+
+    def subject_revoked(self, sub: str) -> bool:
+        return sub in self.sub or sub in self.file.sub
+
+    def token_revoked(self, jti: str) -> bool:
+        return jti in self.jti or jti in self.file.jti
+
+    def key_revoked(self, kid: str) -> bool:
+        return kid in self.kid or kid in self.file.kid
+
+    def snapshot(self) -> dict[str, list[str]]:
+        return {
+            "sub": sorted(self.sub | self.file.sub),
+            "jti": sorted(self.jti | self.file.jti),
+            "kid": sorted(self.kid | self.file.kid),
+        }
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """Parse CIDRs strictly (host bits must be zero: ``10.0.0.1/24`` is a typo, not a network)."""
+    if isinstance(cidrs, str):
+        raise ValueError("expected a list of CIDRs, not one string")
+    nets = []
+    for c in cidrs:
+        if not isinstance(c, str) or len(c) > 64:
+            raise ValueError(f"not a CIDR: {c!r}")
+        net = ipaddress.ip_network(c.strip(), strict=True)
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None and net.prefixlen >= 96:
+            # ::ffff:a.b.c.d/n means the IPv4 network; addresses are folded the same way
+            net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
+        nets.append(net)
+    return tuple(nets)
+
+
+def parse_allowlist_file(doc: dict[str, Any]) -> dict[str, tuple[Network, ...]]:
+    """``{"<sub>": ["203.0.113.0/24", "2001:db8::/48"], ...}``."""
+    out = {}
+    for sub, cidrs in doc.items():
+        if not sub or len(sub) > MAX_ID_LEN or not isinstance(cidrs, list):
+            raise ValueError(f"allowlist entry {sub[:64]!r} must map a subject to a list of CIDRs")
+        out[sub] = parse_networks(cidrs)
+    return out
+
+
+@dataclass
+class Allowlist:
+    #: When True, a subject without any list is refused; when False it may connect from anywhere.
+    required: bool = False
+    file: dict[str, tuple[Network, ...]] = field(default_factory=dict)
+    #: Admin API overrides: they replace the file's list for that subject.
+    runtime: dict[str, tuple[Network, ...]] = field(default_factory=dict)
+
+    def networks(self, sub: str) -> tuple[Network, ...] | None:
+        nets = self.runtime.get(sub)
+        return nets if nets is not None else self.file.get(sub)
+
+    def allows(self, sub: str, ip: IPAddress | None) -> bool:
+        nets = self.networks(sub)
+        if nets is None:
+            return not self.required
+        if ip is None:
+            return False
+        ip = fold_mapped(ip)
+        return any(ip.version == n.version and ip in n for n in nets)
+
+    def snapshot(self) -> dict[str, list[str]]:
+        subs = set(self.file) | set(self.runtime)
+        return {s: [str(n) for n in (self.networks(s) or ())] for s in sorted(subs)}

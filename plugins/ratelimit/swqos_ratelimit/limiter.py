@@ -1,0 +1,334 @@
+"""The ``gcra`` rate limiter: per address and handshakes before auth, per trader after.
+
+Four limits, each a GCRA table (:mod:`swqos_ratelimit.gcra`, :mod:`swqos_ratelimit.store`):
+
+==================== ================================ ===================== ====================
+limit (label)        key                              counts                checked
+==================== ================================ ===================== ====================
+address_rate         client address (/32, /64)        every RPC             ``check_address``
+address_handshakes   client address                   SignCertificateVerify ``check_address``
+trader_rate          verified ``sub``                 SignCertificateVerify ``check_principal``
+trader_sustained     verified ``sub``                 SignCertificateVerify ``check_principal``
+==================== ================================ ===================== ====================
+
+The limits of one stage are decided together and consumed only if all admit, so a request
+refused by one limit costs nothing against the others. The trader limits are only reached with a
+Principal, which only an authenticator creates after verifying the credential: a claimed but
+unverified ``sub`` never touches that trader's quota.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from swqos_core.errors import Rejection, resource_exhausted
+from swqos_core.layers import ClientAddress, Principal, RequestHead
+from swqos_core.net import address_key, fold_mapped
+
+from swqos_ratelimit.gcra import Clock, Rate, check, monotonic_clock, retry_after_seconds
+from swqos_ratelimit.settings import AddressOverride, GcraSettings, Quota, TraderOverride
+from swqos_ratelimit.store import Key, MemoryTatStore, StoreFull, TatStore
+
+log = logging.getLogger("swqos.rate_limit.gcra")
+
+#: Compare-and-set retries before giving up (only a shared store can race; refusing is fail-closed).
+MAX_CAS_ATTEMPTS = 8
+#: Runtime per-trader overrides the admin API may set; bounded like everything else.
+MAX_RUNTIME_OVERRIDES = 100_000
+
+_REASONS = {
+    "address_rate": "too many requests from this address",
+    "address_handshakes": "too many handshakes from this address",
+    "trader_rate": "too many handshakes for this trader",
+    "trader_sustained": "trader's sustained handshake quota is spent",
+    "address_table_full": "too many client addresses are being limited; retry later",
+    "trader_table_full": "too many traders are being limited; retry later",
+    "contention": "rate limiter busy; retry",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    label: str
+    store: TatStore
+    full_label: str
+
+
+def _address_override_key(text: str) -> Key:
+    """``"203.0.113.7"``, ``"2001:db8::1"`` or ``"2001:db8:1:2::/64"`` -> the bucket key."""
+    if "/" in text:
+        net = ipaddress.ip_network(text, strict=False)
+        wanted = 32 if net.version == 4 else 64
+        if net.prefixlen != wanted:
+            raise ValueError(f"address override {text!r}: only IPv4 /32 or IPv6 /64 buckets are keyed")
+        ip = net.network_address
+    else:
+        ip = ipaddress.ip_address(text)
+    return address_key(fold_mapped(ip))
+
+
+class GcraRateLimiter:
+    """Implements :class:`swqos_core.layers.RateLimiter`. One instance per host-proxy."""
+
+    def __init__(
+        self,
+        settings: GcraSettings | None = None,
+        *,
+        clock: Clock = monotonic_clock,
+        address_store: TatStore | None = None,
+        handshake_store: TatStore | None = None,
+        trader_store: TatStore | None = None,
+        sustained_store: TatStore | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        s = settings or GcraSettings()
+        self.settings = s
+        self.clock = clock
+        self.log = logger or log
+        self.address_rate = s.address.rate()
+        self.handshake_rate = s.handshakes.rate()
+        self.trader_rate = s.trader.rate()
+        self.sustained_rate = s.trader_sustained.rate()
+
+        problems: list[str] = []
+        self._addr_overrides: dict[Key, tuple[Rate, Rate]] = {}
+        for text, ov in s.addresses.items():
+            try:
+                key = _address_override_key(text)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            self._addr_overrides[key] = self._address_rates(ov)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self._config_traders: dict[str, tuple[Rate, Rate]] = {
+            sub: self._trader_rates(ov) for sub, ov in s.traders.items()
+        }
+        self._runtime_traders: dict[str, tuple[Rate, Rate]] = {}
+
+        cap_a, cap_t = s.max_tracked_addresses, s.max_tracked_traders
+        self._addr_store = address_store or MemoryTatStore(
+            cap_a, self._addr_tolerance(0), name="address_rate")
+        self._hs_store = handshake_store or MemoryTatStore(
+            cap_a, self._addr_tolerance(1), name="address_handshakes")
+        self._trader_store = trader_store or MemoryTatStore(
+            cap_t, lambda k: self._rates_for_trader(str(k))[0].tolerance_ns, name="trader_rate")
+        self._sustained_store = sustained_store or MemoryTatStore(
+            cap_t, lambda k: self._rates_for_trader(str(k))[1].tolerance_ns, name="trader_sustained")
+
+        self._l_addr = _Limit("address_rate", self._addr_store, "address_table_full")
+        self._l_hs = _Limit("address_handshakes", self._hs_store, "address_table_full")
+        self._l_trader = _Limit("trader_rate", self._trader_store, "trader_table_full")
+        self._l_sustained = _Limit("trader_sustained", self._sustained_store, "trader_table_full")
+
+        self.admitted = {"address": 0, "principal": 0}
+        self.refused: dict[str, int] = dict.fromkeys(_REASONS, 0)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- quotas --------------------------------------------------------------------------
+
+    def _address_rates(self, ov: AddressOverride) -> tuple[Rate, Rate]:
+        return (ov.rate.rate() if ov.rate else self.address_rate,
+                ov.handshakes.rate() if ov.handshakes else self.handshake_rate)
+
+    def _trader_rates(self, ov: TraderOverride) -> tuple[Rate, Rate]:
+        return (ov.rate.rate() if ov.rate else self.trader_rate,
+                ov.sustained.rate() if ov.sustained else self.sustained_rate)
+
+    def _addr_tolerance(self, index: int):
+        if not self._addr_overrides:
+            return (self.address_rate, self.handshake_rate)[index].tolerance_ns
+        default = (self.address_rate, self.handshake_rate)[index].tolerance_ns
+        overrides = {k: v[index].tolerance_ns for k, v in self._addr_overrides.items()}
+        return lambda k: overrides.get(k, default)
+
+    def _rates_for_trader(self, sub: str) -> tuple[Rate, Rate]:
+        found = self._runtime_traders.get(sub) or self._config_traders.get(sub)
+        return found or (self.trader_rate, self.sustained_rate)
+
+    # --- the RateLimiter protocol ----------------------------------------------------------
+
+    async def check_address(self, head: RequestHead, client: ClientAddress) -> None:
+        key = client.key
+        rates = self._addr_overrides.get(key) if self._addr_overrides else None
+        rate, hs_rate = rates or (self.address_rate, self.handshake_rate)
+        if head.rpc == "SignCertificateVerify":
+            await self._take(((self._l_addr, key, rate), (self._l_hs, key, hs_rate)))
+        else:
+            await self._take(((self._l_addr, key, rate),))
+        self.admitted["address"] += 1
+
+    async def check_principal(self, head: RequestHead, principal: Principal, client: ClientAddress) -> None:
+        if head.rpc != "SignCertificateVerify":
+            return  # trader quotas count signatures (handshakes), nothing else
+        sub = principal.subject
+        rate, sustained = self._rates_for_trader(sub)
+        await self._take(((self._l_trader, sub, rate), (self._l_sustained, sub, sustained)))
+        self.admitted["principal"] += 1
+
+    async def _take(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
+        """Admit only if every limit admits; then consume one cell from each, or none."""
+        now = self.clock()
+        for _ in range(MAX_CAS_ATTEMPTS):
+            planned: list[tuple[_Limit, Key, int | None, int]] = []
+            worst: tuple[int, str] | None = None
+            for limit, key, rate in checks:
+                tat = await limit.store.get(key)
+                ok, value = check(tat, now, rate)
+                if ok:
+                    planned.append((limit, key, tat, value))
+                elif worst is None or value > worst[0]:
+                    worst = (value, limit.label)
+            if worst is not None:
+                raise self._refuse(worst[1], worst[0])
+            done: list[tuple[_Limit, Key, int | None, int]] = []
+            for step in planned:
+                limit, key, tat, new = step
+                try:
+                    stored = await limit.store.compare_and_set(key, tat, new, now)
+                except StoreFull as full:
+                    await self._undo(done, now)
+                    raise self._refuse(limit.full_label, full.wait_ns) from None
+                if not stored:
+                    break
+                done.append(step)
+            else:
+                return
+            await self._undo(done, now)  # lost a race (shared store): decide again on fresh values
+        raise self._refuse("contention", 1_000_000)
+
+    @staticmethod
+    async def _undo(done: list[tuple[_Limit, Key, int | None, int]], now: int) -> None:
+        for limit, key, tat, new in done:
+            # Put back what was there; ``now`` is the same as absent. Best effort: if someone else
+            # has written since, their value stands (at worst one cell is lost, never gained).
+            with contextlib.suppress(StoreFull):
+                await limit.store.compare_and_set(key, new, tat if tat is not None else now, now)
+
+    def _refuse(self, label: str, wait_ns: int) -> Rejection:
+        self.refused[label] += 1
+        return resource_exhausted(_REASONS[label], retry_after=retry_after_seconds(wait_ns), label=label)
+
+    # --- lifecycle: the expiry sweep --------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="ratelimit-sweep")
+
+    async def close(self) -> None:
+        task, self._sweeper = self._sweeper, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def sweep(self) -> int:
+        """Forget every key that is indistinguishable from a fresh one. Returns how many."""
+        now = self.clock()
+        total = 0
+        for store in self._stores():
+            total += await store.sweep(now)
+        return total
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:  # a failed sweep must not kill the sweeper; the caps still hold
+                self.log.exception("rate limiter sweep failed")
+
+    def _stores(self) -> tuple[TatStore, ...]:
+        return (self._addr_store, self._hs_store, self._trader_store, self._sustained_store)
+
+    # --- runtime administration (called by the admin API) ------------------------------------
+
+    def set_trader_quota(
+        self,
+        sub: str,
+        *,
+        rate: Quota | Mapping[str, Any] | None = None,
+        sustained: Quota | Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Give ``sub`` its own quotas until :meth:`clear_trader_quota`; unset ones keep the current
+        value. Takes effect on the next request; the trader's current state is kept (no reset).
+        Raises ValueError for an invalid quota. Returns the effective quotas."""
+        if not isinstance(sub, str) or not sub or len(sub) > 256:
+            raise ValueError("sub must be a non-empty string of at most 256 characters")
+        if sub not in self._runtime_traders and len(self._runtime_traders) >= MAX_RUNTIME_OVERRIDES:
+            raise ValueError("too many runtime trader overrides")
+        cur_rate, cur_sustained = self._rates_for_trader(sub)
+        new_rate = _as_quota(rate).rate() if rate is not None else cur_rate
+        new_sustained = _as_quota(sustained).rate() if sustained is not None else cur_sustained
+        self._runtime_traders[sub] = (new_rate, new_sustained)
+        return self.trader_quota(sub)
+
+    def clear_trader_quota(self, sub: str) -> bool:
+        """Drop the runtime override of ``sub`` (back to its config override or the default).
+        Returns whether there was one."""
+        return self._runtime_traders.pop(sub, None) is not None
+
+    def trader_quota(self, sub: str) -> dict[str, Any]:
+        rate, sustained = self._rates_for_trader(sub)
+        source = ("runtime" if sub in self._runtime_traders
+                  else "config" if sub in self._config_traders else "default")
+        return {"sub": sub, "source": source, "rate": _describe(rate), "sustained": _describe(sustained)}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and table sizes for the admin API and metrics (no keys, no addresses)."""
+        tables = {}
+        for store in self._stores():
+            name = getattr(store, "name", type(store).__name__)
+            entry: dict[str, Any] = {"tracked": len(store)}
+            for attr in ("cap", "evicted", "refused_full"):
+                if hasattr(store, attr):
+                    entry[attr] = getattr(store, attr)
+            tables[name] = entry
+        return {
+            "admitted": dict(self.admitted),
+            "refused": dict(self.refused),
+            "tables": tables,
+            "quotas": {
+                "address_rate": _describe(self.address_rate),
+                "address_handshakes": _describe(self.handshake_rate),
+                "trader_rate": _describe(self.trader_rate),
+                "trader_sustained": _describe(self.sustained_rate),
+            },
+            "overrides": {
+                "addresses": len(self._addr_overrides),
+                "traders_config": len(self._config_traders),
+                "traders_runtime": len(self._runtime_traders),
+            },
+        }
+
+
+def _as_quota(value: Quota | Mapping[str, Any]) -> Quota:
+    if isinstance(value, Quota):
+        return value
+    if not isinstance(value, Mapping) or not set(value) <= {"count", "period", "burst"} or "count" not in value:
+        raise ValueError("a quota is {count, period?, burst?}")
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"quota {k} must be a number")
+    return Quota(**value)
+
+
+def _describe(rate: Rate) -> dict[str, Any]:
+    return {"per_second": round(rate.per_second, 6), "burst": rate.burst,
+            "interval_s": rate.interval_ns / 1e9}
+
+
+def build(settings: GcraSettings | None, ctx: Any) -> GcraRateLimiter:
+    """The registered factory: bad overrides are a startup error, not a failure at first request."""
+    from swqos_core.errors import ConfigError
+
+    try:
+        return GcraRateLimiter(settings, logger=getattr(ctx, "logger", None))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

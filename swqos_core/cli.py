@@ -1,0 +1,232 @@
+"""The ``swqos`` command line.
+
+Core commands (``serve``, ``enclave``, ``config``, ``plugins``, ``demo``) import only the
+plugins a config names. Any other command comes from a plugin's ``swqos_add_commands`` hook,
+so the parser for those is built with every installed plugin loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from swqos_core import __version__, config, plugins, schema
+from swqos_core.errors import ConfigError
+
+CORE_COMMANDS = {"serve", "enclave", "config", "plugins", "demo"}
+log = logging.getLogger("swqos.cli")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- serve ---------------------------------------------------------------------------------
+async def _serve_until_stopped(cfg: config.AppConfig) -> None:
+    from swqos_core.server import start_proxy
+
+    proxy = await start_proxy(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await proxy.stop()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.dev:
+        return run_dev(args)
+    if not args.config:
+        print("swqos serve: give --config FILE, or --dev for the local development stack", file=sys.stderr)
+        return 2
+    cfg = config.load(args.config, process="proxy")
+    asyncio.run(_serve_until_stopped(cfg))
+    return 0
+
+
+def start_enclave_process(config_path: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``swqos enclave`` as a child process (the dev stack and the test harness)."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "swqos_core.cli", "enclave", "--config", str(config_path)],
+        stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,
+    )
+
+
+async def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise ConfigError(f"the enclave exited with code {proc.returncode} before listening")
+        if loop.time() > deadline:
+            raise ConfigError(f"the enclave did not listen on {path} within {timeout:.0f}s")
+        await asyncio.sleep(0.05)
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    from swqos_core import devstack
+
+    root = Path(args.dev_dir) if args.dev_dir else Path(tempfile.mkdtemp(prefix="swqos-dev-"))
+    dev = devstack.prepare(root, listen=args.listen or "127.0.0.1:8443")
+
+    async def main() -> None:
+        from swqos_core.server import start_proxy
+
+        enclave = start_enclave_process(dev.enclave_config, dev.root / "enclave.log")
+        try:
+            await wait_for_socket(dev.socket, enclave)
+            proxy = await start_proxy(config.load(dev.config, process="proxy"))
+            target = f"localhost:{proxy.port}"
+            print(DEV_BANNER.format(root=dev.root, target=target, identity=dev.identity_b58(),
+                                    pid=enclave.pid), flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            await proxy.stop()
+        finally:
+            enclave.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                enclave.wait(5)
+
+    asyncio.run(main())
+    return 0
+
+
+DEV_BANNER = """
+swqos development stack (NOT for production: generated keys, self-signed TLS, dev token issuer)
+
+  directory      {root}
+  host-proxy     {target}   (gRPC, TLS 1.3 only; trust ca.pem)
+  enclave        pid {pid}, unix socket {root}/enclave.sock
+  identity       {identity}
+
+Call it (grpcurl):
+  grpcurl -cacert {root}/ca.pem -H "authorization: Bearer $(cat {root}/trader.jwt)" \\
+    -d '{{"payload": "<base64 CertificateVerify>"}}' {target} swqos.v1.Signer/SignCertificateVerify
+More tokens:   swqos token issue --dev-dir {root} --sub alice --ttl 300
+Stop:          Ctrl-C
+"""
+
+
+# --- enclave -------------------------------------------------------------------------------
+def cmd_enclave(args: argparse.Namespace) -> int:
+    from swqos_core.enclave.signer import run_enclave
+
+    cfg = config.load(args.config, process="enclave")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_enclave(cfg))
+    return 0
+
+
+# --- config check / plugins ----------------------------------------------------------------
+def cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = config.load(args.file)
+    pm, loaded, problems = plugins.load_plugins(cfg.core.plugins)
+    registry = plugins.collect_registrations(pm, loaded)
+    registry.problems[:0] = problems
+    plugins.select(cfg, registry)  # raises ConfigError listing everything
+    print(f"{args.file}: valid {cfg.process} configuration")
+    for kind, names in cfg.selected().items():
+        print(f"  {kind:14} {', '.join(names) or '-'}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    pm, loaded, problems = plugins.load_plugins(None)
+    registry = plugins.collect_registrations(pm, loaded)
+    for p in loaded:
+        print(f"{p.name}  ({p.distribution} {p.version})")
+        for kind, regs in registry.entries.items():
+            for reg in sorted(regs.values(), key=lambda r: r.name):
+                if reg.plugin != p.name:
+                    continue
+                flag = "  [test only]" if reg.insecure else ""
+                print(f"  {kind}: {reg.name}{flag}  {reg.description}")
+                if args.verbose:
+                    for key, typ, default in schema.describe(reg.config):
+                        print(f"      {key}: {typ} = {default}")
+        hooks = sorted({h.name for h in pm.get_hookcallers(p.module) or []} - set(plugins.HOOK_KINDS))
+        if hooks:
+            print(f"  hooks: {', '.join(hooks)}")
+    for problem in problems + registry.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    return 1 if problems or registry.problems else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from swqos_core.demo import run_demo
+
+    return run_demo(args)
+
+
+# --- parser --------------------------------------------------------------------------------
+def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swqos", description="swqos signing proxy")
+    parser.add_argument("--version", action="version", version=f"swqos {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the host-proxy")
+    p.add_argument("--config", help="host-proxy TOML file")
+    p.add_argument("--dev", action="store_true", help="run the local development stack (enclave + proxy)")
+    p.add_argument("--dev-dir", help="where --dev writes its keys and configs (default: a new temporary dir)")
+    p.add_argument("--listen", help="--dev listen address (default 127.0.0.1:8443)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("enclave", help="run the enclave signer")
+    p.add_argument("--config", required=True, help="enclave TOML file")
+    p.set_defaults(func=cmd_enclave)
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    c = csub.add_parser("check", help="validate a config without starting anything")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("plugins", help="list installed plugins and what they register")
+    p.add_argument("--verbose", action="store_true", help="also list each implementation's settings")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("demo", help="start a dev stack and sign a CertificateVerify through it")
+    p.set_defaults(func=cmd_demo)
+
+    if with_plugins:
+        pm, _, problems = plugins.load_plugins(None)
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        pm.hook.swqos_add_commands(subparsers=sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(with_plugins=first not in CORE_COMMANDS)
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

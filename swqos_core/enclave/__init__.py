@@ -1,0 +1,1 @@
+"""The enclave signer process and the host-proxy's client for it."""

@@ -1,0 +1,199 @@
+"""The host-proxy's connection to the enclave: one multiplexed connection, reconnected forever.
+
+While the enclave is unreachable every call fails at once with UNAVAILABLE and health says
+NOT_SERVING; when it comes back both recover by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import time
+
+from swqos_core.enclave.protocol import (
+    HOST_MAX_FRAME,
+    RESPONSES,
+    ErrorCode,
+    Frame,
+    FrameType,
+    ProtocolError,
+    decode_error,
+    decode_identity,
+    encode,
+    parse_address,
+    read_frame,
+)
+from swqos_core.errors import Rejection, invalid_argument, resource_exhausted, unavailable
+from swqos_core.state import EnclaveIdentity, ServiceState
+
+log = logging.getLogger("swqos.enclave_client")
+
+
+async def open_connection(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    kind, where = parse_address(address)
+    if kind == "unix":
+        return await asyncio.open_unix_connection(str(where))
+    sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)  # type: ignore[attr-defined]
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, where)
+    return await asyncio.open_connection(sock=sock)
+
+
+class EnclaveClient:
+    def __init__(
+        self,
+        address: str,
+        state: ServiceState,
+        *,
+        max_inflight: int = 64,
+        ping_interval: float = 1.0,
+        connect_timeout: float = 1.0,
+    ) -> None:
+        self.address = address
+        self.state = state
+        self.max_inflight = max_inflight
+        self.ping_interval = ping_interval
+        self.connect_timeout = connect_timeout
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self.round_trips = 0
+        self.round_trip_seconds = 0.0
+        self.busy_refusals = 0
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="enclave-connection")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._drop("proxy shutting down")
+
+    # --- calls ---------------------------------------------------------------------------
+    async def sign(self, payload: bytes, trace_id: int) -> bytes:
+        frame = await self._call(FrameType.SIGN, payload, trace_id)
+        if frame.type is not FrameType.SIGNATURE or len(frame.data) != 64:
+            raise unavailable("enclave gave a malformed answer", label="enclave_protocol")
+        return frame.data
+
+    async def identity(self, nonce: bytes, trace_id: int = 0) -> tuple[bytes, int, str | None, bytes]:
+        frame = await self._call(FrameType.IDENTITY, nonce, trace_id)
+        if frame.type is not FrameType.IDENTITY_RESULT:
+            raise unavailable("enclave gave a malformed answer", label="enclave_protocol")
+        try:
+            return decode_identity(frame.data)
+        except ProtocolError:
+            raise unavailable("enclave gave a malformed answer", label="enclave_protocol") from None
+
+    async def _call(self, ftype: FrameType, data: bytes, trace_id: int) -> Frame:
+        writer = self._writer
+        if writer is None:
+            raise unavailable("enclave unreachable", label="enclave_unreachable")
+        if len(self._pending) >= self.max_inflight:
+            # Refuse now rather than queue past the caller's deadline (back-pressure, T3).
+            self.busy_refusals += 1
+            raise resource_exhausted("enclave queue full", retry_after=0.05, label="enclave_queue_full")
+        request_id = next(self._ids) & 0xFFFFFFFF
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        started = time.perf_counter()
+        try:
+            writer.write(encode(ftype, request_id, trace_id, data))
+            frame = await future  # the caller's deadline (asyncio.timeout) bounds this wait
+        except (ConnectionError, OSError):
+            raise unavailable("enclave connection lost", label="enclave_unreachable") from None
+        finally:
+            self._pending.pop(request_id, None)
+        self.round_trips += 1
+        self.round_trip_seconds += time.perf_counter() - started
+        if frame.type is FrameType.ERROR:
+            code, reason = decode_error(frame.data)
+            if code is ErrorCode.REFUSED:
+                raise invalid_argument(reason, label="payload_refused")
+            if code is ErrorCode.BUSY:
+                raise resource_exhausted("enclave busy", retry_after=0.05, label="enclave_busy")
+            raise unavailable("enclave could not complete the request", label="enclave_fault")
+        return frame
+
+    # --- connection ----------------------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(open_connection(self.address), self.connect_timeout)
+            except (OSError, TimeoutError, ValueError) as exc:
+                if self.state.enclave_connected or backoff == 0.05:
+                    log.warning("enclave %s unreachable: %s", self.address, exc)
+                self.state.set_enclave(False)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            self._writer = writer
+            reader_task = asyncio.create_task(self._read(reader))
+            try:
+                public_key, signatures, measurement, _ = await asyncio.wait_for(self.identity(b""), 2.0)
+                self.state.set_enclave(True, EnclaveIdentity(public_key, measurement, signatures))
+                log.info("connected to enclave %s", self.address)
+                while not reader_task.done():
+                    await asyncio.sleep(self.ping_interval)
+                    await asyncio.wait_for(self._call(FrameType.PING, b"", 0), max(self.ping_interval, 0.5))
+            except (Rejection, TimeoutError, ProtocolError) as exc:
+                log.warning("enclave connection unhealthy: %s", exc or type(exc).__name__)
+            finally:
+                reader_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader_task
+                self._drop("enclave connection lost")
+                writer.close()
+            self.state.set_enclave(False)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                frame = await read_frame(reader, HOST_MAX_FRAME)
+                if frame is None:
+                    return
+                if frame.type not in RESPONSES:
+                    raise ProtocolError(f"{frame.type.name} from the enclave is not a response")
+                future = self._pending.get(frame.request_id)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+        except ProtocolError as exc:
+            log.error("enclave protocol error: %s", exc)
+        except (ConnectionError, OSError):
+            pass
+
+    def _drop(self, reason: str) -> None:
+        self._writer = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(unavailable(reason, label="enclave_unreachable"))
+        self._pending.clear()
+
+
+async def query_identity(address: str, nonce: bytes = b"", timeout: float = 2.0) -> EnclaveIdentity:
+    """One-shot identity query on a fresh connection (tests, status, the dev stack)."""
+    reader, writer = await asyncio.wait_for(open_connection(address), timeout)
+    try:
+        writer.write(encode(FrameType.IDENTITY, 1, 0, nonce))
+        frame = await asyncio.wait_for(read_frame(reader, HOST_MAX_FRAME), timeout)
+        if frame is None or frame.type is not FrameType.IDENTITY_RESULT:
+            raise ProtocolError("no identity result")
+        public_key, signatures, measurement, _ = decode_identity(frame.data)
+        return EnclaveIdentity(public_key, measurement, signatures)
+    finally:
+        writer.close()
+
+
+__all__ = ["EnclaveClient", "open_connection", "query_identity"]

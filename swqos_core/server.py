@@ -1,0 +1,259 @@
+"""The host-proxy's gRPC server: TLS 1.3 only, size cap first, deadline always, health and reflection.
+
+The Signer methods are registered with raw-bytes (de)serializers so the body size is checked
+before anything is parsed, and the decode is strict: a request whose bytes are not exactly the
+canonical encoding of a SignCertificateVerifyRequest (unknown fields, wrong wire types,
+repeated fields) is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from swqos_core import TLS13_ONLY_CIPHER_SUITES, __version__
+from swqos_core.config import AppConfig, ProxySettings
+from swqos_core.enclave.client import EnclaveClient
+from swqos_core.errors import ConfigError, Rejection, invalid_argument, resource_exhausted
+from swqos_core.layers import Call, RequestHead, RpcName
+from swqos_core.pipeline import Pipeline
+from swqos_core.plugins import App, build_app
+from swqos_core.state import ServiceState
+from swqos_proto import SERVICE, signer_pb2
+
+log = logging.getLogger("swqos.server")
+
+#: gRPC refuses anything larger before our handler runs; our own cap (≤ this) answers the rest.
+HARD_MESSAGE_CAP = 8 * 1024
+#: Large enough that an oversized token reaches the authenticator and gets a precise refusal.
+MAX_METADATA_BYTES = 16 * 1024
+
+
+class SignerService:
+    """The two RPCs of ``swqos.v1.Signer``, as thin adapters around the pipeline."""
+
+    def __init__(self, pipeline: Pipeline, settings: ProxySettings) -> None:
+        self.pipeline = pipeline
+        self.max_request_bytes = settings.max_request_bytes
+        self.deadline = settings.deadline_ms / 1000
+
+    async def sign(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        call = self._call("SignCertificateVerify", context)
+        try:
+            async with asyncio.timeout_at(self._loop_deadline(call)):
+                request = self._decode(raw, signer_pb2.SignCertificateVerifyRequest, call)
+                call.payload = request.payload
+                signature = await self.pipeline.sign(call)
+        except Rejection as exc:
+            await self._refuse(context, exc)
+        except TimeoutError:
+            await self._refuse(context, Rejection(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded",
+                                                  stage="deadline", label="deadline"), call)
+        return signer_pb2.SignCertificateVerifyResponse(signature=signature).SerializeToString()
+
+    async def identity(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        call = self._call("GetIdentity", context)
+        try:
+            async with asyncio.timeout_at(self._loop_deadline(call)):
+                request = self._decode(raw, signer_pb2.GetIdentityRequest, call)
+                if len(request.nonce) > 64:
+                    raise self._decode_refusal(call, invalid_argument("nonce longer than 64 bytes", label="nonce"))
+                public_key, document = await self.pipeline.identity(call, request.nonce)
+        except Rejection as exc:
+            await self._refuse(context, exc)
+        except TimeoutError:
+            await self._refuse(context, Rejection(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded",
+                                                  stage="deadline", label="deadline"), call)
+        return signer_pb2.GetIdentityResponse(public_key=public_key, attestation_document=document).SerializeToString()
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _call(self, rpc: RpcName, context: grpc.aio.ServicerContext) -> Call:
+        now = time.monotonic()
+        remaining = context.time_remaining()
+        budget = self.deadline if remaining is None else min(self.deadline, remaining)
+        head = RequestHead(
+            rpc=rpc,
+            peer=context.peer(),
+            metadata=tuple((k, v) for k, v in context.invocation_metadata()),
+            auth_context=context.auth_context(),
+            request_id=secrets.token_hex(8),
+        )
+        return Call(head=head, payload=b"", deadline=now + budget, started=now)
+
+    def _loop_deadline(self, call: Call) -> float:
+        loop = asyncio.get_running_loop()
+        return loop.time() + (call.deadline - time.monotonic())
+
+    def _decode(self, raw: bytes, message_type: type, call: Call):  # noqa: ANN202
+        if len(raw) > self.max_request_bytes:
+            raise self._decode_refusal(call, resource_exhausted(
+                f"request is {len(raw)} bytes, the limit is {self.max_request_bytes}", label="too_large"))
+        try:
+            message = message_type.FromString(raw)
+        except DecodeError:
+            raise self._decode_refusal(call, invalid_argument("malformed request", label="malformed")) from None
+        message.DiscardUnknownFields()
+        if message.SerializeToString() != raw:  # unknown fields, wrong wire types, repeated fields
+            raise self._decode_refusal(call, invalid_argument("malformed request: unexpected fields", label="malformed"))
+        return message
+
+    def _decode_refusal(self, call: Call, rejection: Rejection) -> Rejection:
+        rejection.stage = "decode"
+        self.pipeline.decide(call, rejection, {})
+        return rejection
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, rejection: Rejection, call: Call | None = None) -> None:
+        if call is not None:
+            self.pipeline.decide(call, rejection, {})
+        if rejection.retry_after is not None:
+            context.set_trailing_metadata((("retry-after", f"{max(rejection.retry_after, 0.0):.3f}"),))
+        await context.abort(rejection.code, rejection.reason)
+
+
+def _health_updater(state: ServiceState, servicer: health.aio.HealthServicer) -> None:
+    serving = state.serving
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def push() -> None:
+        for name in ("", SERVICE):
+            await servicer.set(name, status)
+
+    with contextlib.suppress(RuntimeError):  # no running loop at import-time construction
+        asyncio.get_running_loop().create_task(push())
+
+
+def server_credentials(settings: ProxySettings) -> grpc.ServerCredentials:
+    try:
+        key, cert = settings.tls_key.read_bytes(), settings.tls_cert.read_bytes()
+        client_ca = settings.client_ca.read_bytes() if settings.client_ca else None
+    except OSError as exc:
+        raise ConfigError(f"[proxy] cannot read TLS material: {exc}") from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+async def refuses_tls12(host: str, port: int) -> bool:
+    """Try a TLS 1.2-only handshake against ourselves; True when it fails as it must."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # we probe the protocol version, not the certificate
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), 5)
+    except (ssl.SSLError, ConnectionError, OSError, TimeoutError):
+        return True
+    writer.close()
+    return False
+
+
+@dataclass
+class ProxyServer:
+    """A running host-proxy: the gRPC server, the enclave connection and the layers."""
+
+    app: App
+    state: ServiceState
+    pipeline: Pipeline
+    enclave: EnclaveClient
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        await self.server.stop(grace)
+        for kind in ("revocation", "rate_limit", "auth", "client_ip", "validate"):
+            for _, layer in self.app.layers.get(kind, []):
+                close = getattr(layer, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        await close()
+        await self.enclave.close()
+        for result in self.app.pm.hook.swqos_shutdown(app=self.app):
+            if asyncio.iscoroutine(result):
+                with contextlib.suppress(Exception):
+                    await result
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"[proxy] listen: expected HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tuple = ()) -> ProxyServer:
+    """Build every layer, bind the TLS 1.3 listener, prove TLS 1.2 is refused, start serving."""
+    import os
+
+    if os.environ.get("GRPC_SSL_CIPHER_SUITES") != TLS13_ONLY_CIPHER_SUITES:
+        raise ConfigError("GRPC_SSL_CIPHER_SUITES was changed after swqos_core was imported; TLS 1.3-only "
+                          "cannot be guaranteed")
+    settings: ProxySettings = cfg.settings
+    state = ServiceState(__version__)
+    app = build_app(cfg, state=state, extra_plugins=extra_plugins, blocked=blocked)
+    enclave = EnclaveClient(settings.enclave, state, max_inflight=settings.max_enclave_inflight,
+                            ping_interval=settings.enclave_ping_interval)
+    limiters = app.all("rate_limit")
+    pipeline = Pipeline(
+        client_ip=app.all("client_ip"),
+        address_limit=limiters,
+        auth=app.all("auth"),
+        subject_limit=limiters,
+        validate=app.all("validate"),
+        enclave=enclave,
+        state=state,
+    )
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", HARD_MESSAGE_CAP),
+        ("grpc.max_send_message_length", 64 * 1024),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.max_concurrent_streams", 256),
+        # CDNs cut idle HTTP/2 connections; keep-alives must not get us a GOAWAY from clients' pings.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ])
+    service = SignerService(pipeline, settings)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
+        "SignCertificateVerify": grpc.unary_unary_rpc_method_handler(service.sign),
+        "GetIdentity": grpc.unary_unary_rpc_method_handler(service.identity),
+    }),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    host, port = split_listen(settings.listen)
+    try:
+        bound = server.add_secure_port(f"{'[' + host + ']' if ':' in host else host}:{port}",
+                                       server_credentials(settings))
+    except RuntimeError as exc:
+        raise ConfigError(f"[proxy] listen: cannot bind {settings.listen}: {exc}") from None
+    await server.start()
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)  # noqa: S104
+    if not await refuses_tls12(probe_host, bound):
+        await server.stop(None)
+        raise ConfigError("a TLS 1.2 handshake succeeded against this proxy; refusing to serve (docs/tls.md)")
+    for kind in ("client_ip", "auth", "rate_limit", "validate", "revocation"):
+        for _, layer in app.layers.get(kind, []):
+            start = getattr(layer, "start", None)
+            if start is not None:
+                await start()
+    await enclave.start()
+    state.subscribe(lambda: _health_updater(state, health_servicer))
+    for result in app.pm.hook.swqos_startup(app=app):
+        if asyncio.iscoroutine(result):
+            await result
+    log.info("swqos %s host-proxy listening on %s:%d (TLS 1.3 only)", __version__, host, bound)
+    return ProxyServer(app, state, pipeline, enclave, server, bound, health_servicer)
