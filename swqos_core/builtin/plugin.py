@@ -7,6 +7,12 @@ from swqos_core.builtin.ed25519 import Ed25519Signer
 from swqos_core.builtin.keyfile import FileKeyProvider, FileKeySettings
 from swqos_core.builtin.limits import LimitsSettings, LimitsValidator
 from swqos_core.builtin.peer import PeerResolver
+from swqos_core.killswitch.sources import (
+    FileSourceSettings,
+    HttpsSourceSettings,
+    build_file_source,
+    build_https_source,
+)
 
 
 @hookimpl
@@ -28,3 +34,11 @@ def swqos_register_key_providers(register):
 @hookimpl
 def swqos_register_signers(register):
     register("ed25519", lambda settings, ctx: Ed25519Signer(), description="Ed25519 with PyNaCl (libsodium)")
+
+
+@hookimpl
+def swqos_register_revocation_sources(register):
+    register("https", build_https_source, HttpsSourceSettings,
+             description="signed revocation manifest polled over HTTPS (kill switch)")
+    register("file", build_file_source, FileSourceSettings,
+             description="signed revocation manifest read from a local file (air-gapped, tests)")

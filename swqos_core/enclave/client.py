@@ -95,11 +95,11 @@ class EnclaveClient:
         except ProtocolError:
             raise unavailable("enclave gave a malformed answer", label="enclave_protocol") from None
 
-    async def _call(self, ftype: FrameType, data: bytes, trace_id: int) -> Frame:
+    async def _call(self, ftype: FrameType, data: bytes, trace_id: int, *, bounded: bool = True) -> Frame:
         writer = self._writer
         if writer is None:
             raise unavailable("enclave unreachable", label="enclave_unreachable")
-        if len(self._pending) >= self.max_inflight:
+        if bounded and len(self._pending) >= self.max_inflight:
             # Refuse now rather than queue past the caller's deadline (back-pressure, T3).
             self.busy_refusals += 1
             raise resource_exhausted("enclave queue full", retry_after=0.05, label="enclave_queue_full")
@@ -147,7 +147,9 @@ class EnclaveClient:
                 log.info("connected to enclave %s", self.address)
                 while not reader_task.done():
                     await asyncio.sleep(self.ping_interval)
-                    await asyncio.wait_for(self._call(FrameType.PING, b"", 0), max(self.ping_interval, 0.5))
+                    # Health pings bypass the in-flight bound: a full queue is back-pressure, not a dead enclave.
+                    await asyncio.wait_for(self._call(FrameType.PING, b"", 0, bounded=False),
+                                           max(self.ping_interval, 0.5))
             except (Rejection, TimeoutError, ProtocolError) as exc:
                 log.warning("enclave connection unhealthy: %s", exc or type(exc).__name__)
             finally:

@@ -38,7 +38,7 @@ MAX_STRING = 256
 _TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 _PCR_RE = re.compile(r"\A[0-9a-fA-F]{96}\Z")
 _KEY_ID_RE = re.compile(r"\A[0-9a-f]{64}\Z")
-_SCOPE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}\Z")
+SCOPE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}\Z")
 
 _REQUIRED = {"_type", "version", "scope", "issued_at", "expires", "action", "revoked_versions", "revoked_measurements"}
 _OPTIONAL = {"key_id", "min_version", "revoked_at", "reason"}
@@ -168,7 +168,7 @@ def parse_manifest(data: bytes) -> Manifest:
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
         raise ManifestError(f"version must be an integer between 1 and {MAX_VERSION}")
     scope = obj["scope"]
-    if not isinstance(scope, str) or not _SCOPE_RE.match(scope):
+    if not isinstance(scope, str) or not SCOPE_RE.match(scope):
         raise ManifestError("scope must be a short name ([A-Za-z0-9._:/-])")
     issued_at = parse_time(obj["issued_at"], "issued_at")
     expires = parse_time(obj["expires"], "expires")

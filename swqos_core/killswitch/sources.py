@@ -20,7 +20,7 @@ from swqos_core.errors import ConfigError
 from swqos_core.killswitch import HALT_SOURCE
 from swqos_core.killswitch.engine import Candidate, KillSwitch
 from swqos_core.killswitch.fetch import FetchError, check_url, https_get, make_ssl_context
-from swqos_core.killswitch.manifest import _SCOPE_RE
+from swqos_core.killswitch.manifest import SCOPE_RE
 from swqos_core.killswitch.signing import MAX_SIGNATURE_BYTES, PinnedKey
 from swqos_core.killswitch.store import ManifestStore
 
@@ -40,7 +40,7 @@ def _halt_source_for(state: ServiceState, name: str) -> str:
     return source
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Common:
     #: PEM SubjectPublicKeyInfo of the ECDSA P-256 manifest key (cosign.pub).
     public_key: Path
@@ -64,19 +64,19 @@ class _Common:
             problems.append("poll_interval must be between 0.05 and 3600 seconds")
         if not 256 <= self.max_bytes <= 1024 * 1024:
             problems.append("max_bytes must be between 256 and 1048576")
-        if not _SCOPE_RE.match(self.scope or ""):
+        if not SCOPE_RE.match(self.scope or ""):
             problems.append("scope must be a short name ([A-Za-z0-9._:/-])")
         if len(self.key_id or "") != 64:
             problems.append("key_id must be 64 hex digits (swqos manifest keygen prints it)")
         return problems
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HttpsSourceSettings(_Common):
     """``[layers.revocation.https]``"""
 
-    #: https:// URL of the manifest; required (no default).
-    url: str = ""
+    #: https:// URL of the manifest.
+    url: str
     #: URL of its signature; default: url + ".sig".
     signature_url: str | None = None
     #: Optional second mirror (e.g. object storage behind the CDN), fetched on every poll too.
@@ -89,8 +89,6 @@ class HttpsSourceSettings(_Common):
 
     def __post_init__(self) -> None:
         problems = self._common_problems()
-        if not self.url:
-            problems.append("url is required")
         for u in (self.url, self.signature_url, self.mirror_url, self.mirror_signature_url):
             if u:
                 problem = check_url(u)
@@ -104,19 +102,17 @@ class HttpsSourceSettings(_Common):
             raise ValueError("; ".join(problems))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FileSourceSettings(_Common):
     """``[layers.revocation.file]``"""
 
-    #: Path of the manifest file (e.g. copied in by an air-gapped process); required.
-    path: Path | None = None
+    #: Path of the manifest file (e.g. copied in by an air-gapped process).
+    path: Path
     #: Path of its signature; default: path + ".sig".
     signature_path: Path | None = None
 
     def __post_init__(self) -> None:
         problems = self._common_problems()
-        if self.path is None:
-            problems.append("path is required")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -228,7 +224,6 @@ class FileSource(_PollingSource):
     def __init__(self, settings: FileSourceSettings, state: ServiceState, name: str = "file",
                  logger: logging.Logger | None = None) -> None:
         super().__init__(settings, state, name, logger or logging.getLogger("swqos.revocation.file"))
-        assert settings.path is not None
         self.path = Path(settings.path)
         self.signature_path = Path(settings.signature_path or f"{settings.path}.sig")
 

@@ -34,8 +34,7 @@ class SwqosError(Exception):
         self.attempts = attempts
 
     def __str__(self) -> str:
-        name = self.code.name if self.code is not None else "LOCAL"
-        return f"{name}: {self.reason}"
+        return f"{self.code.name}: {self.reason}" if self.code is not None else self.reason
 
 
 class LocalRefusal(SwqosError, ValueError):

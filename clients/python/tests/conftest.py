@@ -35,7 +35,11 @@ def make_tls() -> tuple[bytes, bytes, bytes]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.DNSName("signer.test"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("signer.test"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )
@@ -158,3 +162,14 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+@pytest.fixture
+def step() -> type[Step]:
+    """The Step class (test modules cannot import this conftest by name: the repo root has one too)."""
+    return Step
+
+
+@pytest.fixture
+def other_ca() -> bytes:
+    return make_tls()[0]

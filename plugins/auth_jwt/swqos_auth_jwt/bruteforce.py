@@ -63,7 +63,7 @@ class BruteForceSettings:
 
 
 class _Entry:
-    __slots__ = ("failures", "window", "blocked_until", "banned_until", "strikes", "last_failure")
+    __slots__ = ("banned_until", "blocked_until", "failures", "last_failure", "strikes", "window")
 
     def __init__(self, window: int) -> None:
         self.failures = 0

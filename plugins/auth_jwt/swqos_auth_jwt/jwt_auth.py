@@ -25,8 +25,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from swqos_core.errors import ConfigError, Rejection, permission_denied, unauthenticated
-from swqos_core.layers import ClientAddress, Principal, RequestHead, Role
 
 from swqos_auth_jwt.api_tokens import API_TOKEN_PREFIX
 from swqos_auth_jwt.bruteforce import BruteForceGuard, BruteForceSettings
@@ -40,6 +38,8 @@ from swqos_auth_jwt.policy import (
 )
 from swqos_auth_jwt.strict import StrictDecodeError, b64url_decode, json_object
 from swqos_auth_jwt.watched import WatchedJson
+from swqos_core.errors import ConfigError, Rejection, permission_denied, unauthenticated
+from swqos_core.layers import ClientAddress, Principal, RequestHead, Role
 
 log = logging.getLogger("swqos.auth.jwt")
 

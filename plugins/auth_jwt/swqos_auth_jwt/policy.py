@@ -75,7 +75,8 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
         if not isinstance(c, str) or len(c) > 64:
             raise ValueError(f"not a CIDR: {c!r}")
         net = ipaddress.ip_network(c.strip(), strict=True)
-        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None and net.prefixlen >= 96:
+        mapped = isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None
+        if mapped and net.prefixlen >= 96:
             # ::ffff:a.b.c.d/n means the IPv4 network; addresses are folded the same way
             net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
         nets.append(net)

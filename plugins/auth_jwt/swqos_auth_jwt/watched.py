@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from swqos_core.errors import ConfigError
-
 from swqos_auth_jwt.strict import StrictDecodeError, json_object
+from swqos_core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -56,8 +56,12 @@ MAX_PAYLOAD_BYTES = 16 * 1024
 COSE_ALG_ES384 = -35
 PROTECTED_ES384 = bytes.fromhex("a1013822")
 #: Real NSM payload keys, in the order the NSM writes them.
-PAYLOAD_KEYS = ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle", "public_key", "user_data", "nonce")
+PAYLOAD_KEYS = (
+    "module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle", "public_key", "user_data", "nonce",
+)
 MANDATORY_KEYS = frozenset(PAYLOAD_KEYS[:6])
+#: ``user_data`` of a GetIdentity document: says that ``public_key`` is the validator identity key.
+IDENTITY_USER_DATA = b"swqos/validator-identity/ed25519/v1"
 PCR_LENGTHS = {"SHA256": 32, "SHA384": 48, "SHA512": 64}
 #: Documents dated this far in the future (clock skew) are still accepted by the freshness check.
 DEFAULT_FUTURE_SKEW = 300.0
@@ -148,7 +152,7 @@ def _decode_exact(data: bytes, what: str) -> Any:
     fp = io.BytesIO(data)
     try:
         item = cbor2.CBORDecoder(fp).decode()
-    except Exception:  # every decoding failure is the same refusal
+    except Exception:  # noqa: BLE001 - every decoding failure is the same refusal
         raise AttestationError(f"{what} is not valid CBOR") from None
     if fp.tell() != len(data):
         raise AttestationError(f"{what} has trailing bytes after the CBOR item")
@@ -378,6 +382,26 @@ def verify(
         module_id=module_id, digest=digest, timestamp_ms=timestamp_ms, pcrs=pcr_map, certificate=leaf,
         cabundle=tuple([root, *intermediates]), public_key=doc_public_key, user_data=doc_user_data,
         nonce=doc_nonce, raw=document,
+    )
+
+
+def verify_identity(
+    document: bytes,
+    identity_public_key: bytes,
+    nonce: bytes,
+    *,
+    root: x509.Certificate | None = None,
+    max_age: float = 300.0,
+    expected_pcrs: Mapping[int, bytes | Iterable[bytes]] | None = None,
+    at: datetime | Literal["document"] | None = None,
+) -> AttestationDocument:
+    """Check a GetIdentity answer: a fresh document from a non-debug enclave that binds this
+    validator identity key (``public_key``) and the caller's ``nonce``."""
+    if not nonce:
+        raise AttestationError("a nonce is required to check a GetIdentity document (replay)")
+    return verify(
+        document, root=root, at=at, max_age=max_age, expected_pcrs=expected_pcrs, nonce=nonce,
+        public_key=identity_public_key, user_data=IDENTITY_USER_DATA,
     )
 
 

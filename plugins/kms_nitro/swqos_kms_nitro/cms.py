@@ -22,8 +22,8 @@ from typing import Literal
 
 from asn1crypto import cms as asn1_cms
 from cryptography.hazmat.primitives import hashes, padding
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 #: KMS caps CiphertextForRecipient at 6144 bytes.
@@ -56,7 +56,7 @@ def parse_envelope(blob: bytes) -> Envelope:
         return _parse(blob)
     except EnvelopeError:
         raise
-    except Exception:  # asn1crypto raises many types on malformed input; all mean the same here
+    except Exception:  # noqa: BLE001 - asn1crypto raises many types on malformed input; all mean the same here
         raise EnvelopeError("malformed CMS structure") from None
 
 
@@ -64,7 +64,12 @@ def _parse(blob: bytes) -> Envelope:
     if not isinstance(blob, bytes | bytearray) or not 0 < len(blob) <= MAX_ENVELOPE_BYTES:
         raise EnvelopeError("empty or larger than 6144 bytes")
     # strict=True refuses bytes after the ContentInfo (trailing garbage).
-    ci = asn1_cms.ContentInfo.load(bytes(blob), strict=True)
+    try:
+        ci = asn1_cms.ContentInfo.load(bytes(blob), strict=True)
+    except ValueError as exc:
+        if "trailing" in str(exc):
+            raise EnvelopeError("trailing bytes after the ContentInfo") from None
+        raise
     if ci["content_type"].native != "enveloped_data":
         raise EnvelopeError("content type is not envelopedData")
     ed = ci["content"]
@@ -132,7 +137,7 @@ def open_envelope(blob: bytes, private_key: rsa.RSAPrivateKey) -> bytearray:
         padded = decryptor.update(env.ciphertext) + decryptor.finalize()
         unpadder = padding.PKCS7(128).unpadder()
         plain = bytearray(unpadder.update(padded) + unpadder.finalize())
-    except Exception:  # one answer for every cryptographic failure (no padding oracle)
+    except Exception:  # noqa: BLE001 - one answer for every cryptographic failure (no padding oracle)
         raise EnvelopeError(DECRYPT_FAILED) from None
     finally:
         del cek

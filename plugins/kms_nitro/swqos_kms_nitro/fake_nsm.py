@@ -190,7 +190,8 @@ class FakeNsm:
         leaf = _issue(f"{self.module_id}.fake.aws", self.leaf_key, instance.subject, instance_key,
                       not_before=leaf_from, not_after=leaf_to, ca=False, path_length=None)
         # The NSM's order: [ROOT, INTERM_1, ..., INTERM_N].
-        self.cabundle = [c.public_bytes(serialization.Encoding.DER) for c in (self.pki.root_cert, regional, zonal, instance)]
+        chain = (self.pki.root_cert, regional, zonal, instance)
+        self.cabundle = [c.public_bytes(serialization.Encoding.DER) for c in chain]
         self.certificate = leaf.public_bytes(serialization.Encoding.DER)
 
     # --- document --------------------------------------------------------------------------
@@ -234,7 +235,7 @@ class FakeNsm:
             return {"Error": "InputTooLarge"}
         try:
             req = cbor2.loads(data)
-        except Exception:  # the real driver answers garbage with InvalidArgument too
+        except Exception:  # noqa: BLE001 - the real driver answers garbage with InvalidArgument too
             return {"Error": "InvalidArgument"}
         if req == "GetRandom":
             return {"GetRandom": {"random": os.urandom(256)}}

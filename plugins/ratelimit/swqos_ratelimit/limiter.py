@@ -176,40 +176,49 @@ class GcraRateLimiter:
         """Admit only if every limit admits; then consume one cell from each, or none."""
         now = self.clock()
         for _ in range(MAX_CAS_ATTEMPTS):
-            planned: list[tuple[_Limit, Key, int | None, int]] = []
+            planned: list[tuple[_Limit, Key, Rate, int | None, int]] = []
             worst: tuple[int, str] | None = None
             for limit, key, rate in checks:
                 tat = await limit.store.get(key)
                 ok, value = check(tat, now, rate)
                 if ok:
-                    planned.append((limit, key, tat, value))
+                    planned.append((limit, key, rate, tat, value))
                 elif worst is None or value > worst[0]:
                     worst = (value, limit.label)
             if worst is not None:
                 raise self._refuse(worst[1], worst[0])
-            done: list[tuple[_Limit, Key, int | None, int]] = []
-            for step in planned:
-                limit, key, tat, new = step
+            done: list[tuple[_Limit, Key, Rate]] = []
+            for limit, key, rate, tat, new in planned:
                 try:
                     stored = await limit.store.compare_and_set(key, tat, new, now)
                 except StoreFull as full:
-                    await self._undo(done, now)
+                    await self._refund(done, now)
                     raise self._refuse(limit.full_label, full.wait_ns) from None
                 if not stored:
                     break
-                done.append(step)
+                done.append((limit, key, rate))
             else:
                 return
-            await self._undo(done, now)  # lost a race (shared store): decide again on fresh values
+            await self._refund(done, now)  # lost a race (shared store): decide again on fresh values
         raise self._refuse("contention", 1_000_000)
 
     @staticmethod
-    async def _undo(done: list[tuple[_Limit, Key, int | None, int]], now: int) -> None:
-        for limit, key, tat, new in done:
-            # Put back what was there; ``now`` is the same as absent. Best effort: if someone else
-            # has written since, their value stands (at worst one cell is lost, never gained).
-            with contextlib.suppress(StoreFull):
-                await limit.store.compare_and_set(key, new, tat if tat is not None else now, now)
+    async def _refund(done: list[tuple[_Limit, Key, Rate]], now: int) -> None:
+        """Give back the cell just taken from each limit in ``done``.
+
+        GCRA state is a sum of intervals, so returning one cell is ``tat - T`` whatever others
+        wrote since (never below ``now``, which means "fresh"). Compare-and-set, retried.
+        """
+        for limit, key, rate in done:
+            for _ in range(MAX_CAS_ATTEMPTS):
+                current = await limit.store.get(key)
+                if current is None:
+                    break
+                try:
+                    if await limit.store.compare_and_set(key, current, max(current - rate.interval_ns, now), now):
+                        break
+                except StoreFull:  # cannot happen for a present key; nothing to give back then
+                    break
 
     def _refuse(self, label: str, wait_ns: int) -> Rejection:
         self.refused[label] += 1

@@ -1,0 +1,1 @@
+"""swqos benchmark harness: ``python -m benchmarks`` (see docs/performance.md)."""

@@ -1,0 +1,190 @@
+"""Brute-force protection with a fake monotonic clock: the 6th and 21st attempts, /64 buckets,
+memory bound, bans that survive floods and successes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import grpc
+import pytest
+from authjwt_helpers import bearer, client
+from swqos_auth_jwt.bruteforce import BruteForceGuard, BruteForceSettings
+
+from swqos_core.errors import Rejection
+from swqos_core.layers import ClientAddress
+
+
+def v6(addr: str) -> ClientAddress:
+    return ClientAddress(ipaddress.ip_address(addr), "peer", f"ipv6:[{addr}]:443")
+
+
+async def attempt(auth, tok, cl) -> Rejection | None:
+    try:
+        await auth.authenticate(bearer(tok), cl)
+    except Rejection as r:
+        return r
+    return None
+
+
+@pytest.fixture
+def guarded(env):
+    def make(**bf):
+        return env.auth(brute_force=BruteForceSettings(**bf))
+    return make
+
+
+async def test_sixth_and_twenty_first_attempts_from_one_address(env, guarded):
+    auth = guarded()
+    verified = []
+    inner = auth._step5_signature
+    auth._step5_signature = lambda *a: (verified.append(1), inner(*a))[1]  # type: ignore[method-assign]
+    bad = env.token(env.stranger)
+    cl = client("203.0.113.9")
+    for i in range(1, 6):
+        r = await attempt(auth, bad, cl)
+        assert r.code == grpc.StatusCode.UNAUTHENTICATED and r.label == "step5_signature", i
+    assert len(verified) == 5
+    r = await attempt(auth, bad, cl)  # 6th: refused without verification, with a retry hint
+    assert r.code == grpc.StatusCode.RESOURCE_EXHAUSTED and r.label == "bruteforce_backoff"
+    assert r.retry_after is not None and r.retry_after > 0
+    assert len(verified) == 5
+    good = env.token()
+    r = await attempt(auth, good, cl)  # even a valid token waits out the backoff
+    assert r.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for _ in range(8, 21):
+        r = await attempt(auth, bad, cl)
+    assert r.code == grpc.StatusCode.PERMISSION_DENIED and r.label == "bruteforce_ban"  # the 20th failure bans
+    r = await attempt(auth, bad, cl)  # 21st
+    assert r.code == grpc.StatusCode.PERMISSION_DENIED and r.label == "bruteforce_ban"
+    assert len(verified) == 5
+    # other addresses are unaffected
+    assert await attempt(auth, good, client("203.0.113.10")) is None
+
+
+async def test_backoff_grows_and_ends(env, guarded):
+    auth = guarded(backoff_base_seconds=1.0)
+    bad, good, cl = env.token(env.stranger), env.token(), client("203.0.113.9")
+    for _ in range(5):
+        await attempt(auth, bad, cl)
+    r1 = await attempt(auth, bad, cl)
+    assert r1.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    r2 = await attempt(auth, bad, cl)
+    assert r2.retry_after > r1.retry_after  # doubling while the client ignores the hint
+    env.mono.t += r2.retry_after + 0.01
+    assert await attempt(auth, good, cl) is None  # backoff over: a valid token passes and resets it
+    r = await attempt(auth, bad, cl)
+    assert r.code == grpc.StatusCode.UNAUTHENTICATED  # counting starts again from zero
+
+
+async def test_failures_forgotten_after_quiet_period(env, guarded):
+    auth = guarded(forget_after_seconds=600)
+    bad, cl = env.token(env.stranger), client("203.0.113.9")
+    for _ in range(4):
+        await attempt(auth, bad, cl)
+    env.mono.t += 601
+    for _ in range(4):
+        assert (await attempt(auth, bad, cl)).code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_many_addresses_of_one_slash64_share_a_bucket(env, guarded):
+    auth = guarded()
+    bad = env.token(env.stranger)
+    codes = [(await attempt(auth, bad, v6(f"2001:db8:1:2::{i:x}"))).code for i in range(1, 22)]
+    assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+    assert codes[5] == grpc.StatusCode.RESOURCE_EXHAUSTED  # 6th, from a fresh /128 of the same /64
+    assert codes[20] == grpc.StatusCode.PERMISSION_DENIED  # 21st
+    r = await attempt(auth, env.token(), v6("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+    assert r.code == grpc.StatusCode.PERMISSION_DENIED
+    assert await attempt(auth, env.token(), v6("2001:db8:1:3::1")) is None  # the next /64 is not banned
+
+
+async def test_ban_survives_success_and_expires(env, guarded):
+    auth = guarded(ban_seconds=600)
+    bad, good, cl = env.token(env.stranger), env.token(), client("203.0.113.9")
+    for _ in range(20):
+        await attempt(auth, bad, cl)
+    assert (await attempt(auth, good, cl)).code == grpc.StatusCode.PERMISSION_DENIED
+    env.mono.t += 599
+    assert (await attempt(auth, good, cl)).code == grpc.StatusCode.PERMISSION_DENIED
+    env.mono.t += 2
+    assert await attempt(auth, good, cl) is None
+
+
+async def test_ban_needs_20_failures_within_the_window(env, guarded):
+    auth = guarded(backoff_after=20, ban_after=20, ban_window_seconds=60)
+    bad, cl = env.token(env.stranger), client("203.0.113.9")
+    for _ in range(19):
+        await attempt(auth, bad, cl)
+        env.mono.t += 4  # 19 failures spread over 76 s
+    r = await attempt(auth, bad, cl)
+    assert r.code != grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_repeat_offence_doubles_the_ban():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(ban_seconds=100, ban_max_seconds=1000), monotonic=lambda: mono[0])
+
+    def ban_once() -> float:
+        for _ in range(20):
+            try:
+                g.check("k")
+            except Rejection:
+                pass
+            else:
+                g.failure("k")
+        start = mono[0]
+        while g.banned("k"):
+            mono[0] += 1
+        return mono[0] - start
+
+    assert ban_once() == 100
+    assert ban_once() == 200
+    assert ban_once() == 400
+
+
+def test_memory_bound_and_flood_cannot_lift_a_ban():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(max_entries=64), monotonic=lambda: mono[0])
+    for _ in range(20):
+        g.failure("attacker")
+    assert g.banned("attacker")
+    for i in range(10_000):  # a flood of distinct addresses, one failure each
+        g.failure(i)
+    assert len(g) <= 64
+    assert g.banned("attacker")
+    with pytest.raises(Rejection) as ei:
+        g.check("attacker")
+    assert ei.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_table_full_of_bans_stays_bounded():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(max_entries=16), monotonic=lambda: mono[0])
+    for k in range(16):
+        for _ in range(20):
+            g.failure(k)
+    assert all(g.banned(k) for k in range(16))
+    g.failure("newcomer")
+    assert len(g) == 16 and g.untracked == 1
+    assert all(g.banned(k) for k in range(16))
+    mono[0] += 10_000  # bans over: their slots are reusable
+    g.failure("newcomer")
+    assert len(g) <= 16 and g.untracked == 1
+
+
+def test_success_clears_backoff_only():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(), monotonic=lambda: mono[0])
+    for _ in range(5):
+        g.failure("k")
+    with pytest.raises(Rejection):
+        g.check("k")
+    g.success("k")
+    g.check("k")  # no longer backing off
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError):
+        BruteForceSettings(backoff_after=30, ban_after=20)
+    with pytest.raises(ValueError):
+        BruteForceSettings(max_entries=1)
