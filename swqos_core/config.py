@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from swqos_core import schema
+from swqos_core.admin.settings import AdminSettings
 from swqos_core.errors import ConfigError
 
 Process = Literal["proxy", "enclave"]
@@ -67,6 +68,10 @@ class ProxySettings:
     client_ca: Path | None = None
     #: Seconds between enclave health pings.
     enclave_ping_interval: float = 1.0
+    #: ``[proxy.admin]``: the operator's admin API and /metrics; off when the table is absent.
+    admin: AdminSettings | None = None
+    #: JSON-lines audit log (one line per decision and per admin action), created 0600; off when unset.
+    audit_log: Path | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_request_bytes <= 64 * 1024:

@@ -19,7 +19,6 @@ from swqos_core.errors import ConfigError
 from swqos_testing.payloads import server_cv, valid_cv
 from tests.core.conftest import PROBE_TOKEN, TRADER_TOKEN, static_stack
 
-pytestmark = pytest.mark.asyncio
 
 
 async def refused(stack, code, *, before, **call):
