@@ -8,28 +8,25 @@ handshake through the remote signer. Results: benchmarks/results/latest.json and
 
 from __future__ import annotations
 
-import swqos_core  # noqa: F401  - TLS 1.3-only cipher list before grpc is imported anywhere
+import argparse
+import asyncio
+import datetime as dt
+import json
+import multiprocessing
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from importlib import metadata  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from swqos_core import devstack  # noqa: E402
-from swqos_core.identity import from_base58  # noqa: E402
-
-from benchmarks import _load, _report, _stages  # noqa: E402
+from benchmarks import _load, _report, _stages
+from swqos_core import devstack
+from swqos_core.identity import from_base58
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,7 +76,7 @@ def _env() -> dict[str, str]:
 
 def _spawn(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=_env(),
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
 
 def _wait_port(portfile: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
@@ -259,9 +256,9 @@ def run(p: dict[str, Any], dev: devstack.DevDir, tmpdir: Path, cfg_full: Path, c
                 f"{FLOOD_GOOD_RATE}/s")
             flood_jobs = [
                 job(target, mode="rate", rate=flood_rate, duration=p["flood_duration_s"], token=flood_token,
-                    metadata=[("cf-connecting-ip", FLOODER_IP)], warmup=0.0),
+                    metadata=[("cf-connecting-ip", FLOODER_IP)]),
                 job(target, mode="rate", rate=FLOOD_GOOD_RATE, duration=p["flood_duration_s"],
-                    metadata=[("cf-connecting-ip", GOOD_IP)], warmup=0.0),
+                    metadata=[("cf-connecting-ip", GOOD_IP)]),
             ]
             flooder, good = run_jobs(pool, flood_jobs)
             results["flood"] = {

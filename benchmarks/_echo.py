@@ -3,15 +3,13 @@ with a fixed 64-byte "signature" and doing nothing else. Run: python -m benchmar
 
 from __future__ import annotations
 
-import swqos_core  # noqa: F401  - sets the TLS 1.3-only cipher list before grpc is imported; same TLS as the proxy
+import asyncio
+import signal
+import sys
+from pathlib import Path
 
-import asyncio  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import grpc  # noqa: E402
-from swqos_proto import SERVICE, signer_pb2  # noqa: E402
+import grpc
+from swqos_proto import SERVICE, signer_pb2
 
 SIGNATURE = b"\x5a" * 64
 

@@ -9,19 +9,17 @@ bare-echo run (a) in the same harness shows where the generator itself saturates
 
 from __future__ import annotations
 
-import swqos_core  # noqa: F401  - same TLS 1.3-only setting as the server side
+import asyncio
+import os
+import secrets
+import time
+from collections import Counter
+from typing import Any
 
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import secrets  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from typing import Any  # noqa: E402
-
-import grpc  # noqa: E402
-import jwt  # noqa: E402
-from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
-from swqos_proto import SIGN_METHOD, signer_pb2  # noqa: E402
+import grpc
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from swqos_proto import SIGN_METHOD, signer_pb2
 
 PAD = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00"
 
@@ -40,7 +38,7 @@ def mint_tokens(spec: dict[str, Any], count: int) -> list[str]:
 async def _run(job: dict[str, Any]) -> dict[str, Any]:
     creds = grpc.ssl_channel_credentials(root_certificates=job["ca_pem"])
     opts = [("grpc.ssl_target_name_override", "localhost")]
-    channels = [grpc.aio.secure_channel(job["target"], creds, options=opts + [("grpc.channel_id", i)])
+    channels = [grpc.aio.secure_channel(job["target"], creds, options=[*opts, ("grpc.channel_id", i)])
                 for i in range(job.get("channels", 1))]
     stubs = [ch.unary_unary(SIGN_METHOD, request_serializer=signer_pb2.SignCertificateVerifyRequest.SerializeToString,
                             response_deserializer=signer_pb2.SignCertificateVerifyResponse.FromString)

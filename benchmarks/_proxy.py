@@ -6,17 +6,15 @@ statistics gathered since the last SIGUSR1 to STATSFILE (JSON) and starts over.
 
 from __future__ import annotations
 
-import swqos_core  # noqa: F401  - first, for the TLS 1.3-only cipher list
+import asyncio
+import json
+import signal
+import sys
+from collections import defaultdict
+from pathlib import Path
 
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from swqos_core import config  # noqa: E402
-from swqos_core.server import start_proxy  # noqa: E402
+from swqos_core import config
+from swqos_core.server import start_proxy
 
 # Keep at most this many samples per stage (reservoir by stride is not needed at these volumes).
 MAX_SAMPLES = 200_000

@@ -15,6 +15,8 @@ import os
 # and refuses to serve if the restriction did not take (docs/tls.md).
 TLS13_ONLY_CIPHER_SUITES = "ECDHE-PSK-AES128-CBC-SHA"
 os.environ["GRPC_SSL_CIPHER_SUITES"] = TLS13_ONLY_CIPHER_SUITES
+# grpc core logs every failed handshake at INFO, including our own boot-time TLS 1.2 probe.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import pluggy  # noqa: E402
 

@@ -171,8 +171,8 @@ async def run_drill(interval: float = 2.0, release: str = "0.0.0-drill",
             publish(2, [release])
             took = await _wait(state, lambda: not state.serving, limit)
             check(took is not None and took <= interval + timeout,
-                  f"halted {'after %.2f s' % took if took is not None else 'NOT within the limit'} "
-                  f"(one poll interval is {interval:g} s)")
+                  (f"halted after {took:.2f} s " if took is not None else "NOT halted within the limit ")
+                  + f"(one poll interval is {interval:g} s)")
             out(f"   operator sees: health NOT_SERVING, reason: {state.not_serving_reason()}")
             snap = src.engine.snapshot()
             out(f"   metrics: manifest_version={snap['manifest_version']} accepted={snap['accepted_total']} "

@@ -81,7 +81,7 @@ def test_sign_existing_file_as_is_and_refuse_invalid(tmp_path, keypair):
 
 
 def test_keygen_refuses_to_overwrite(tmp_path, keypair):
-    key, pub, _ = keypair
+    key, _, _ = keypair
     assert run("manifest", "keygen", "--out-key", str(key), "--out-pub", str(tmp_path / "x.pub")) == 1
 
 

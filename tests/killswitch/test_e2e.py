@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from swqos_core import __version__
 
 pytest.importorskip("swqos_testing.stack")
-from swqos_testing.payloads import valid_cv  # noqa: E402
-from swqos_testing.stack import running_stack  # noqa: E402
+from swqos_testing.payloads import valid_cv
+from swqos_testing.stack import running_stack
 
 pytestmark = pytest.mark.slow
 GUARD = 20.0

@@ -103,7 +103,7 @@ async def test_bad_input_never_lifts_nor_replaces(case, halted, keys, other_keys
 
 async def test_larger_than_cap(halted, keys, server):
     src, state = halted
-    data, sig = keys.manifest(6)
+    data, _ = keys.manifest(6)
     server.publish(data + b" " * (64 * 1024), sign_blob(keys.private, data + b" " * (64 * 1024)))
     assert await src.poll_once() == "no_valid_manifest"
     assert src.engine.rejected_total["oversize"] == 1

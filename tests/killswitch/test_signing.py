@@ -106,7 +106,8 @@ def test_cosign_v3_bundle_message_signature(keys, other_keys):
         # Key material in a bundle is ignored: the pinned key decides (GHSA-fx35-mq7g-6g98).
         "verificationMaterial": {"publicKey": {"hint": "whatever"}},
         "messageSignature": {
-            "messageDigest": {"algorithm": "SHA2_256", "digest": base64.b64encode(hashlib.sha256(BLOB).digest()).decode()},
+            "messageDigest": {"algorithm": "SHA2_256",
+                              "digest": base64.b64encode(hashlib.sha256(BLOB).digest()).decode()},
             "signature": sig,
         },
     }
@@ -129,6 +130,7 @@ def test_private_key_round_trip_with_password(tmp_path, keys):
 
 def test_cosign_encrypted_key_is_explained(tmp_path):
     path = tmp_path / "cosign.key"
-    path.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+    path.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n"
+                    "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
     with pytest.raises(ValueError, match="cosign sign-blob"):
         load_private_key(path)

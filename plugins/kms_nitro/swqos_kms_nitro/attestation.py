@@ -177,7 +177,10 @@ def _load_cert(der: bytes, what: str) -> x509.Certificate:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         raise AttestationError(f"{what} is not a DER certificate") from None
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError):
+        raise AttestationError(f"{what} carries an unreadable public key") from None
     if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP384R1)):
         raise AttestationError(f"{what} does not carry a P-384 key")
     return cert
@@ -235,7 +238,21 @@ def _resolve_time(at: datetime | Literal["document"] | None, timestamp_ms: int) 
     raise AttestationError("invalid verification time")
 
 
-def verify(
+def verify(document: bytes, **kwargs: Any) -> AttestationDocument:
+    """Check ``document`` completely; return its content or raise :class:`AttestationError`.
+
+    Keyword arguments are those of :func:`_verify`. Any unexpected exception while checking is a
+    refusal too (fail closed), never a pass.
+    """
+    try:
+        return _verify(document, **kwargs)
+    except AttestationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a checker bug or odd input must refuse, not pass
+        raise AttestationError(f"document could not be checked ({type(exc).__name__})") from None
+
+
+def _verify(
     document: bytes,
     *,
     root: x509.Certificate | None = None,
@@ -268,12 +285,13 @@ def verify(
         if outer.tag != 18:
             raise AttestationError(f"document has CBOR tag {outer.tag}, expected none or 18 (COSE_Sign1)")
         outer = outer.value
-    if not (isinstance(outer, list) and len(outer) == 4):
+    # cbor2 hands out a tagged array as a tuple.
+    if not (isinstance(outer, list | tuple) and len(outer) == 4):
         raise AttestationError("document is not a COSE_Sign1 array of four items")
     protected, unprotected, payload_bytes, signature = outer
     if not isinstance(protected, bytes) or not isinstance(payload_bytes, bytes) or not isinstance(signature, bytes):
         raise AttestationError("COSE_Sign1 fields have the wrong types")
-    if not isinstance(unprotected, dict):
+    if not isinstance(unprotected, Mapping):  # a FrozenDict inside a tagged (immutable) array
         raise AttestationError("COSE_Sign1 unprotected header is not a map")
     if unprotected:
         # Nothing may ride outside the signature; the NSM never sends unprotected headers.

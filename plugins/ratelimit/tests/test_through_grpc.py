@@ -153,7 +153,9 @@ async def test_back_pressure_with_the_limiter_enabled(tmp_path):
     enclave = {"swqos": {"plugins": ["payload_tls_cv", "testing"], "allow_test_plugins": True},
                "pipeline": {"signer": "slow_ed25519"},
                "layers": {"signer": {"slow_ed25519": {"delay_ms": 1000}}}}
-    proxy = merge(proxy_config({}), {"proxy": {"max_enclave_inflight": 2, "deadline_ms": 5000}})
+    proxy = merge(proxy_config({}), {"proxy": {"max_enclave_inflight": 2, "deadline_ms": 5000,
+                                                 # pings wait behind the blocking signer: give them time
+                                                 "enclave_ping_interval": 3.0}})
     async with running_stack(tmp_path, proxy=proxy, enclave=enclave) as stack:
         token = stack.token(sub="trader-1")
         before = await stack.signatures_made()
