@@ -22,10 +22,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from swqos_core import TLS13_ONLY_CIPHER_SUITES, __version__
+from swqos_core.admin.server import OpsRuntime, start_ops
 from swqos_core.config import AppConfig, ProxySettings
 from swqos_core.enclave.client import EnclaveClient
 from swqos_core.errors import ConfigError, Rejection, invalid_argument, resource_exhausted
 from swqos_core.layers import Call, RequestHead, RpcName
+from swqos_core.logs import set_request_id
 from swqos_core.pipeline import Pipeline
 from swqos_core.plugins import App, build_app
 from swqos_core.state import ServiceState
@@ -88,6 +90,7 @@ class SignerService:
             auth_context=context.auth_context(),
             request_id=secrets.token_hex(8),
         )
+        set_request_id(head.request_id)  # this call's task: every log line carries it (swqos_core.logs)
         return Call(head=head, payload=b"", deadline=now + budget, started=now)
 
     def _loop_deadline(self, call: Call) -> float:
@@ -169,8 +172,12 @@ class ProxyServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    #: Audit log, metrics and admin listener (swqos_core.admin.server).
+    ops: OpsRuntime | None = None
 
     async def stop(self, grace: float | None = 1.0) -> None:
+        if self.ops is not None:
+            await self.ops.close()
         await self.server.stop(grace)
         for kind in ("revocation", "rate_limit", "auth", "client_ip", "validate"):
             for _, layer in self.app.layers.get(kind, []):
@@ -255,5 +262,11 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
     for result in app.pm.hook.swqos_startup(app=app):
         if asyncio.iscoroutine(result):
             await result
+    proxy = ProxyServer(app, state, pipeline, enclave, server, bound, health_servicer)
+    try:
+        proxy.ops = await start_ops(settings=settings, app=app, state=state, pipeline=pipeline, enclave=enclave)
+    except BaseException:
+        await proxy.stop(None)
+        raise
     log.info("swqos %s host-proxy listening on %s:%d (TLS 1.3 only)", __version__, host, bound)
-    return ProxyServer(app, state, pipeline, enclave, server, bound, health_servicer)
+    return proxy

@@ -64,6 +64,8 @@ class EnclaveClient:
         self.round_trips = 0
         self.round_trip_seconds = 0.0
         self.busy_refusals = 0
+        #: The enclave's own signature counter, from its last IDENTITY_RESULT or PONG (metrics, admin status).
+        self.enclave_signatures: int | None = None
 
     @property
     def inflight(self) -> int:
@@ -144,12 +146,15 @@ class EnclaveClient:
             try:
                 public_key, signatures, measurement, _ = await asyncio.wait_for(self.identity(b""), 2.0)
                 self.state.set_enclave(True, EnclaveIdentity(public_key, measurement, signatures))
+                self.enclave_signatures = signatures
                 log.info("connected to enclave %s", self.address)
                 while not reader_task.done():
                     await asyncio.sleep(self.ping_interval)
                     # Health pings bypass the in-flight bound: a full queue is back-pressure, not a dead enclave.
-                    await asyncio.wait_for(self._call(FrameType.PING, b"", 0, bounded=False),
-                                           max(self.ping_interval, 0.5))
+                    pong = await asyncio.wait_for(self._call(FrameType.PING, b"", 0, bounded=False),
+                                                  max(self.ping_interval, 0.5))
+                    if pong.type is FrameType.PONG and len(pong.data) == 8:
+                        self.enclave_signatures = int.from_bytes(pong.data, "big")
             except (Rejection, TimeoutError, ProtocolError) as exc:
                 log.warning("enclave connection unhealthy: %s", exc or type(exc).__name__)
             finally:
