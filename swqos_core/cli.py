@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def start_enclave_process(config_path: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``swqos enclave`` as a child process (the dev stack and the test harness)."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "swqos_core.cli", "enclave", "--config", str(config_path)],
         stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,

@@ -183,7 +183,7 @@ class Pipeline:
                 return client
         return ClientAddress(parse_peer(head.peer), "peer", head.peer)
 
-    async def _authenticate(self, head: RequestHead, client: ClientAddress):  # noqa: ANN202
+    async def _authenticate(self, head: RequestHead, client: ClientAddress):
         for authenticator in self.auth:
             principal = await authenticator.authenticate(head, client)
             if principal is not None:

@@ -97,7 +97,7 @@ class SignerService:
         loop = asyncio.get_running_loop()
         return loop.time() + (call.deadline - time.monotonic())
 
-    def _decode(self, raw: bytes, message_type: type, call: Call):  # noqa: ANN202
+    def _decode(self, raw: bytes, message_type: type, call: Call):
         if len(raw) > self.max_request_bytes:
             raise self._decode_refusal(call, resource_exhausted(
                 f"request is {len(raw)} bytes, the limit is {self.max_request_bytes}", label="too_large"))

@@ -21,11 +21,10 @@ from typing import Any
 import grpc
 
 from swqos_core import schema
-from swqos_core.errors import ConfigError, Rejection, permission_denied
-from swqos_core.layers import BuildContext, ClientAddress, RequestHead
-
 from swqos_core.admin.operations import AdminError
 from swqos_core.admin.settings import AdminSettings
+from swqos_core.errors import ConfigError, Rejection, permission_denied
+from swqos_core.layers import BuildContext, ClientAddress, RequestHead
 
 log = logging.getLogger("swqos.admin.auth")
 

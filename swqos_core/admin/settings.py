@@ -19,7 +19,7 @@ class AdminSettings:
     #: Store of Argon2id admin API tokens (``swqos token create --role admin --store FILE``).
     token_store: Path | None = None
     #: The registered authenticator that verifies those tokens (auth_jwt's ``api_token``).
-    token_authenticator: str = "api_token"
+    token_authenticator: str = "api_token"  # noqa: S105 (an implementation name, not a secret)
     #: Server certificate and key (PEM) for a TCP listener; required with ``client_ca``.
     tls_cert: Path | None = None
     tls_key: Path | None = None

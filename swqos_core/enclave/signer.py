@@ -159,7 +159,7 @@ class EnclaveSigner:
             await writer.drain()
 
 
-async def open_listener(address: str, handler) -> asyncio.Server:  # noqa: ANN001
+async def open_listener(address: str, handler) -> asyncio.Server:
     kind, where = parse_address(address)
     if kind == "unix":
         path = str(where)

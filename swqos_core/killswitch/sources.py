@@ -168,6 +168,10 @@ class _PollingSource:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
             self._wake.clear()
 
+    def snapshot(self) -> dict[str, object]:
+        """Counters and manifest version/age for the metrics exporter (see KillSwitch.snapshot)."""
+        return self.engine.snapshot()
+
     def poll_now(self) -> None:
         """Ask the background poller to poll at once (admin API, SIGHUP)."""
         self._wake.set()

@@ -63,7 +63,7 @@ class Stack:
         return f"127.0.0.1:{self.proxy.port}"
 
     @property
-    def state(self):  # noqa: ANN201
+    def state(self):
         assert self.proxy is not None
         return self.proxy.state
 

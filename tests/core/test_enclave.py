@@ -21,7 +21,6 @@ from swqos_testing.payloads import valid_cv
 from tests.core.conftest import TRADER_TOKEN, static_stack
 
 
-
 async def raw_exchange(stack, data: bytes) -> bytes:
     """Send raw bytes on a fresh enclave connection; return what comes back before it closes."""
     reader, writer = await open_connection(f"unix://{stack.dev.socket}")

@@ -142,13 +142,13 @@ def test_wrong_type_is_refused(installed, tmp_path):
 
 def test_two_distributions_claiming_one_name(installed, tmp_path):
     installed += [FakeEntryPoint("acme", acme_plugin(), "acme-a"), FakeEntryPoint("acme", acme_plugin(), "acme-b")]
-    with pytest.raises(ConfigError, match="provided by several distributions: acme-a 1.0, acme-b 1.0"):
+    with pytest.raises(ConfigError, match=r"provided by several distributions: acme-a 1\.0, acme-b 1\.0"):
         plugins.build_app(proxy_cfg(tmp_path, ["acme"]))
 
 
 def test_two_plugins_registering_one_implementation_name(installed, tmp_path):
     installed += [FakeEntryPoint("one", acme_plugin(), "dist-one"), FakeEntryPoint("two", acme_plugin(), "dist-two")]
-    with pytest.raises(ConfigError, match="'acme' is registered twice: by dist-one 1.0 and by dist-two 1.0"):
+    with pytest.raises(ConfigError, match=r"'acme' is registered twice: by dist-one 1\.0 and by dist-two 1\.0"):
         plugins.build_app(proxy_cfg(tmp_path, ["one", "two"]))
 
 

@@ -20,7 +20,6 @@ from swqos_testing.payloads import server_cv, valid_cv
 from tests.core.conftest import PROBE_TOKEN, TRADER_TOKEN, static_stack
 
 
-
 async def refused(stack, code, *, before, **call):
     """Make a SignCertificateVerify call that must fail with ``code`` and sign nothing."""
     result = await stack.sign(**call)

@@ -200,3 +200,22 @@ def test_settings_validation(kit, keys, server, tmp_path):
     bad = settings(kit, keys, server, tmp_path, key_id="0" * 64)
     with pytest.raises(ConfigError, match="key id"):
         HttpsSource(bad, kit.make_state())
+
+
+async def test_file_source_and_snapshot(kit, keys, tmp_path):
+    from swqos_core.killswitch.sources import FileSource, FileSourceSettings
+
+    state = kit.make_state()
+    path = tmp_path / "revocation.json"
+    data, sig = keys.manifest(2, revoked_versions=[RELEASE])
+    path.write_bytes(data)
+    path.with_name("revocation.json.sig").write_bytes(sig)
+    src = FileSource(FileSourceSettings(path=path, public_key=keys.pub_path, key_id=keys.key_id, scope=kit.SCOPE,
+                                        state_dir=tmp_path / "fs-state"), state)
+    assert await src.poll_once() == "accepted"
+    assert not state.serving
+    snap = src.snapshot()
+    assert snap["manifest_version"] == 2 and snap["halted"] and snap["accepted_total"] == 1
+    path.unlink()
+    assert await src.poll_once() == "no_valid_manifest"
+    assert src.snapshot()["fetch_failures_total"] == {"read": 1} and not state.serving

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from kmsnitro_helpers import TESTDATA, Sealed
+
 from swqos_kms_nitro.fake_kms import FakeKms
 from swqos_kms_nitro.fake_nsm import FakePki
 

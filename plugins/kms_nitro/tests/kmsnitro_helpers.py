@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
+from swqos_core.identity import to_base58
+from swqos_core.layers import BuildContext
 from swqos_kms_nitro import policy
 from swqos_kms_nitro.cli import public_of, seal_seed
 from swqos_kms_nitro.fake_kms import FakeKms
 from swqos_kms_nitro.fake_nsm import default_pcrs
 from swqos_kms_nitro.provider import NitroFakeKeySettings, NitroKeyProvider, make_nitro_fake
-
-from swqos_core.identity import to_base58
-from swqos_core.layers import BuildContext
 
 TESTDATA = Path("/work/shared/testdata")
 for _up in Path(__file__).resolve().parents:

@@ -30,7 +30,6 @@ from typing import Any
 from swqos_core.errors import Rejection, resource_exhausted
 from swqos_core.layers import ClientAddress, Principal, RequestHead
 from swqos_core.net import address_key, fold_mapped
-
 from swqos_ratelimit.gcra import Clock, Rate, check, monotonic_clock, retry_after_seconds
 from swqos_ratelimit.settings import AddressOverride, GcraSettings, Quota, TraderOverride
 from swqos_ratelimit.store import Key, MemoryTatStore, StoreFull, TatStore

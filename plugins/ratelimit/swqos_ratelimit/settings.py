@@ -63,20 +63,16 @@ class AddressOverride:
     handshakes: Quota | None = None
 
 
-def _q(count: float, period: float, burst: int):
-    return field(default_factory=lambda: Quota(count, period, burst))
-
-
 @dataclass
 class GcraSettings:
     #: Every RPC, per client address (IPv4 /32, IPv6 /64), before authentication.
-    address: Quota = _q(20, 1.0, 40)
+    address: Quota = field(default_factory=lambda: Quota(20, 1.0, 40))
     #: SignCertificateVerify calls per client address, before authentication (threat T3).
-    handshakes: Quota = _q(8, 60.0, 8)
+    handshakes: Quota = field(default_factory=lambda: Quota(8, 60.0, 8))
     #: SignCertificateVerify calls per verified trader (``sub``), after authentication.
-    trader: Quota = _q(60, 60.0, 16)
+    trader: Quota = field(default_factory=lambda: Quota(60, 60.0, 16))
     #: Long-window cap per verified trader, so one that stays just under ``trader`` all day is bounded.
-    trader_sustained: Quota = _q(1200, 3600.0, 600)
+    trader_sustained: Quota = field(default_factory=lambda: Quota(1200, 3600.0, 600))
     #: Hard cap on tracked addresses (each of the two address tables holds at most this many).
     max_tracked_addresses: int = 100_000
     #: Hard cap on tracked traders (each of the two trader tables holds at most this many).
