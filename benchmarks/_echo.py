@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import grpc
+
 from swqos_proto import SERVICE, signer_pb2
 
 SIGNATURE = b"\x5a" * 64

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 from swqos_proto import SIGN_METHOD, signer_pb2
 
 PAD = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00"

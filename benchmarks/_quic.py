@@ -11,6 +11,7 @@ from typing import Any
 from aioquic.asyncio import connect
 from aioquic.quic.configuration import QuicConfiguration
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from swqos_client import RemoteEd25519PrivateKey, SignerClient, TlsTrust
 from swqos_client.certificate import client_certificate
 from swqos_client.quic import SHA256_SUITES, connect_as_validator

@@ -554,7 +554,7 @@ class EdgeResolver:
                 self.log.warning("%s range refresh refused, keeping the list from %s: %s",
                                  self.provider.title, self.snapshot.fetched_at, exc)
                 return False
-            except Exception as exc:  # noqa: BLE001 - a refresh bug must never touch the list in use
+            except Exception as exc:  # a refresh bug must never touch the list in use
                 self.log.error("%s range refresh failed, keeping the list from %s: %s: %s",
                                self.provider.title, self.snapshot.fetched_at, type(exc).__name__, exc)
                 return False

@@ -21,13 +21,14 @@ from pathlib import Path
 from swqos_core import __version__, config, plugins, schema
 from swqos_core.errors import ConfigError
 
-CORE_COMMANDS = {"serve", "enclave", "config", "plugins", "demo"}
+CORE_COMMANDS = {"serve", "enclave", "config", "plugins", "demo", "admin"}
 log = logging.getLogger("swqos.cli")
 
 
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
+    from swqos_core import logs  # text or JSON lines (--log-format / $SWQOS_LOG_FORMAT), see docs/operations.md
+
+    logs.setup(fmt, verbose=verbose)
 
 
 # --- serve ---------------------------------------------------------------------------------
@@ -177,6 +178,8 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swqos", description="swqos signing proxy")
     parser.add_argument("--version", action="version", version=f"swqos {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=["text", "json"], default=None,
+                        help="log lines as text (development) or JSON (production); default $SWQOS_LOG_FORMAT or text")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the host-proxy")
@@ -203,6 +206,9 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start a dev stack and sign a CertificateVerify through it")
     p.set_defaults(func=cmd_demo)
 
+    from swqos_core.admin.cli import add_commands as add_admin_commands
+
+    add_admin_commands(sub)
     if with_plugins:
         pm, _, problems = plugins.load_plugins(None)
         for problem in problems:
@@ -216,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(with_plugins=first not in CORE_COMMANDS)
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

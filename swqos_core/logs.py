@@ -100,9 +100,11 @@ def setup(fmt: str | None = None, *, verbose: bool = False, process: str | None 
     chosen = resolve_format(fmt)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(process) if chosen == "json" else TextFormatter())
+    handler._swqos = True  # type: ignore[attr-defined]
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if getattr(old, "_swqos", False):  # replace only our own handler (test runners add theirs)
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # The enclave child inherits the choice, so both processes write the same format.

@@ -89,10 +89,11 @@ class EnclaveSigner:
         try:
             self.matcher.match(payload)
         except Rejection as exc:
-            log.info("refused payload (%d bytes): %s [trace %016x]", len(payload), exc.reason, trace_id)
+            log.info("refused payload (%d bytes): %s [trace %016x]", len(payload), exc.reason, trace_id,
+                     extra={"request_id": f"{trace_id:016x}"})
             return ErrorCode.REFUSED, exc.reason
         except Exception:  # a matcher fault is a refusal, never a pass
-            log.exception("payload matcher failed [trace %016x]", trace_id)
+            log.exception("payload matcher failed [trace %016x]", trace_id, extra={"request_id": f"{trace_id:016x}"})
             return ErrorCode.REFUSED, "payload check failed"
         signature = self.signer.sign(payload)
         self.signatures += 1
@@ -153,7 +154,7 @@ class EnclaveSigner:
             data = await asyncio.to_thread(self.identity, nonce)
             writer.write(encode(FrameType.IDENTITY_RESULT, rid, tid, data))
         except Exception:
-            log.exception("attestation failed [trace %016x]", tid)
+            log.exception("attestation failed [trace %016x]", tid, extra={"request_id": f"{tid:016x}"})
             writer.write(encode_error(rid, tid, ErrorCode.FAULT, "attestation failed"))
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import base58
 import grpc
+
 from swqos_proto import IDENTITY_METHOD, SIGN_METHOD, signer_pb2
 
 from .errors import (

@@ -195,9 +195,14 @@ def demo_handshake(target: str, ca_pem: bytes, token: str, *, server_name: str =
     blocks the loop it runs on for the signing round trip, so that loop must not be the one
     serving the proxy when both live in one process, as in the demo.
     """
+    import logging
+
     from .client import SignerClient, TlsTrust
     from .quic import SHA256_SUITES, connect_as_validator
     from .remote_key import RemoteEd25519PrivateKey
+
+    # aioquic logs every connection at INFO; the demo prints its own steps.
+    logging.getLogger("quic").setLevel(logging.WARNING)
 
     async def scenario() -> DemoHandshake:
         with SignerClient(target, token=token, trust=TlsTrust(ca_pem=ca_pem, server_name=server_name)) as client:

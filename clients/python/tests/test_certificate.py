@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtensionOID, NameOID
+
 from swqos_client import CERTIFICATE_LENGTH, client_certificate, client_certificate_der
 from swqos_client.certificate import public_key_from_certificate_der
 

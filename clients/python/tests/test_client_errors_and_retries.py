@@ -7,6 +7,7 @@ import time
 
 import grpc
 import pytest
+
 from swqos_client import (
     AsyncSignerClient,
     DeadlineExceeded,

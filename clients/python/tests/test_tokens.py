@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+
 from swqos_client import AsyncSignerClient, SignerClient, TlsTrust, TokenError, TokenSource, token_expiry
 from swqos_client import make_client_certificate_verify as mk
 

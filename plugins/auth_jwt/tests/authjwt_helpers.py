@@ -10,11 +10,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from swqos_auth_jwt.bruteforce import BruteForceSettings
 from swqos_auth_jwt.issuer import sign_compact
 from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtKeySettings, JwtSettings
 from swqos_auth_jwt.strict import b64url_encode
-
 from swqos_core.layers import ClientAddress, RequestHead
 
 ISSUER = "https://market.example"

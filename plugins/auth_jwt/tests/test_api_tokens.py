@@ -14,10 +14,10 @@ import grpc
 import pytest
 from argon2 import Type, extract_parameters
 from authjwt_helpers import FakeClock, client, head
+
 from swqos_auth_jwt import api_tokens
 from swqos_auth_jwt.api_tokens import ApiTokenAuthenticator, ApiTokenSettings, create_token, revoke_token
 from swqos_auth_jwt.bruteforce import BruteForceSettings
-
 from swqos_core.errors import ConfigError, Rejection
 
 

@@ -8,8 +8,8 @@ import ipaddress
 import grpc
 import pytest
 from authjwt_helpers import bearer, client
-from swqos_auth_jwt.bruteforce import BruteForceGuard, BruteForceSettings
 
+from swqos_auth_jwt.bruteforce import BruteForceGuard, BruteForceSettings
 from swqos_core.errors import Rejection
 from swqos_core.layers import ClientAddress
 

@@ -14,6 +14,7 @@ import jwt as pyjwt
 from authjwt_helpers import compact, write_pub
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 from swqos_auth_jwt import issuer
 from swqos_auth_jwt.jwt_auth import P256_N
 from swqos_auth_jwt.strict import b64url_decode, b64url_encode
@@ -185,3 +186,26 @@ async def test_revocation_file_edit_reaches_a_running_server(tmp_path):
         r = await stack.sign(valid_cv(), token=good)  # cached token, revoked by the file
         assert r.code == U and "revoked" in r.details
         assert await stack.signatures_made() == before
+
+
+async def test_api_tokens_through_the_real_server(tmp_path):
+    from swqos_auth_jwt.api_tokens import create_token
+
+    store = tmp_path / "tokens.json"
+    trader, _ = create_token(store, "bot-1", "trader")
+    admin, _ = create_token(store, "ops", "admin")
+    # Argon2id is ~20 ms alone but shares two cores with the whole suite here: a generous deadline
+    # keeps this test about status codes, not speed.
+    proxy = {"proxy": {"deadline_ms": 5000}, "pipeline": {"auth": ["jwt", "api_token"]},
+             "layers": {"auth": {"api_token": {"store": str(store), "accept_roles": ["trader"]}}}}
+    async with running_stack(tmp_path, proxy=proxy) as stack:
+        before = await stack.signatures_made()
+        wrong = trader[:-4] + ("AAAA" if trader[-4:] != "AAAA" else "BBBB")
+        for tok, expected in [(wrong, U), (trader + "x", U), (admin, P), (f"swqat_{'0' * 16}_{trader[-43:]}", U)]:
+            r = await stack.sign(valid_cv(), token=tok)
+            assert r.code == expected, r.details
+        assert await stack.signatures_made() == before
+        r = await stack.sign(valid_cv(), token=trader)
+        assert r.code == grpc.StatusCode.OK, r.details
+        assert (await stack.sign(valid_cv(), token=stack.token())).code == grpc.StatusCode.OK  # jwt still works
+        assert await stack.signatures_made() == before + 2

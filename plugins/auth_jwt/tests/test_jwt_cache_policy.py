@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 from authjwt_helpers import AUDIENCE, HEADER, ISSUER, NOW, bearer, client, write_pub
-from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtKeySettings, JwtSettings
 
+from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtKeySettings, JwtSettings
 from swqos_core import schema
 from swqos_core.errors import ConfigError, Rejection
 from swqos_core.layers import ClientAddress

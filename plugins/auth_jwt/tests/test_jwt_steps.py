@@ -25,9 +25,9 @@ from authjwt_helpers import (
 )
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from swqos_auth_jwt.jwt_auth import P256_N, JwtKeySettings
 from swqos_auth_jwt.strict import b64url_decode, b64url_encode
-
 from swqos_core.errors import Rejection
 
 

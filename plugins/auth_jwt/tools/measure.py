@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from swqos_auth_jwt.api_tokens import ApiTokenAuthenticator, ApiTokenSettings, create_token
 from swqos_auth_jwt.issuer import mint
 from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtKeySettings, JwtSettings

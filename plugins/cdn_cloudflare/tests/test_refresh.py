@@ -87,7 +87,7 @@ def test_bad_refresh_keeps_the_previous_file(tmp_path, capsys, case):
         assert refresh(capsys, srv.url, out)[0] == 0
         good = out.read_bytes()
         srv.body, srv.status = BAD[case]
-        rc, stdout, stderr = refresh(capsys, srv.url, out)
+        rc, _stdout, stderr = refresh(capsys, srv.url, out)
     assert rc == 1, case
     assert "REFUSED" in stderr and "previous list stays" in stderr
     assert out.read_bytes() == good

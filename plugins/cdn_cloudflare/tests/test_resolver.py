@@ -117,7 +117,7 @@ def _auth(pem: bytes | None):
 
 def test_origin_pull_cert_required(tmp_path):
     ca, leaf = _ca_and_leaf("zone CA")
-    other_ca, other_leaf = _ca_and_leaf("someone else")
+    _other_ca, other_leaf = _ca_and_leaf("someone else")
     (tmp_path / "aop.pem").write_bytes(ca)
     r = build(require_origin_pull_cert=True, origin_pull_ca=tmp_path / "aop.pem")
     md = [("cf-connecting-ip", "198.51.100.1")]
@@ -159,7 +159,7 @@ def test_missing_ranges_file_falls_back_to_the_shipped_snapshot(tmp_path):
 async def test_periodic_refresh_swaps_the_list_and_stops_on_close():
     import json
     with RangeDocumentServer() as srv:
-        srv.body = json.dumps({"success": True, "result": {"ipv4_cidrs": ["45.0.0.0/24"], "ipv6_cidrs": [],
+        srv.body = json.dumps({"success": True, "result": {"ipv4_cidrs": ["45.0.0.0/24"], "ipv6_cidrs": ["2a0f:1234::/32"],
                                                            "etag": "new"}}).encode()
         r = build(refresh_url=srv.url, refresh_interval=1.0)
         await r.start()

@@ -67,7 +67,7 @@ def test_real_document_other_tag_refused(real_doc):
 
 
 def test_real_document_expected_values(real_doc):
-    outer, payload = parts(real_doc)
+    _, payload = parts(real_doc)
     A.verify(real_doc, at="document", expected_pcrs={0: bytes.fromhex(REAL_PCR0)},
              public_key=payload["public_key"])
     # A list allows several values (an upgrade); one of them matching is enough.
@@ -146,7 +146,8 @@ def test_root_is_pinned_not_taken_from_cabundle(real_doc, pki):
 
 
 def test_load_root_checks_fingerprint():
-    A.load_root(A.AWS_NITRO_ROOT_PEM, "64:1A:03:21:A3:E2:44:EF:E4:56:46:31:95:D6:06:31:7E:D7:CD:CC:3C:17:56:E0:98:93:F3:C6:8F:79:BB:5B")
+    colon_form = "64:1A:03:21:A3:E2:44:EF:E4:56:46:31:95:D6:06:31:7E:D7:CD:CC:3C:17:56:E0:98:93:F3:C6:8F:79:BB:5B"
+    A.load_root(A.AWS_NITRO_ROOT_PEM, colon_form)
     with pytest.raises(A.AttestationError, match="pinned SHA-256 fingerprint"):
         A.load_root(A.AWS_NITRO_ROOT_PEM, "00" * 32)
 

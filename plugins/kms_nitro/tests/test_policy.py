@@ -79,7 +79,8 @@ def test_null_and_negated_semantics():
 
 @pytest.mark.parametrize("bad", [
     {"Statement": []},
-    {"Statement": [{"Effect": "Allow", "Action": "kms:Decrypt", "Condition": {"IpAddress": {"aws:SourceIp": "1.2.3.4"}}}]},
+    {"Statement": [{"Effect": "Allow", "Action": "kms:Decrypt",
+                    "Condition": {"IpAddress": {"aws:SourceIp": "1.2.3.4"}}}]},
     {"Statement": [{"Effect": "Allow", "NotAction": "kms:Decrypt"}]},
     {"Statement": [{"Effect": "Maybe", "Action": "kms:Decrypt"}]},
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from swqos_ratelimit.gcra import NS_PER_S, Rate, check, is_limited, retry_after_seconds
 
 MS = 1_000_000

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from swqos_ratelimit.limiter import GcraRateLimiter, build
-from swqos_ratelimit.settings import GcraSettings, Quota
-from swqos_ratelimit.store import MemoryTatStore
 
 from swqos_core.errors import ConfigError, Rejection
 from swqos_core.layers import RateLimiter, RequestHead
 from swqos_core.schema import build as build_settings
+from swqos_ratelimit.limiter import GcraRateLimiter, build
+from swqos_ratelimit.settings import GcraSettings, Quota
+from swqos_ratelimit.store import MemoryTatStore
 
 from .helpers import IDENTITY, MS, SIGN, FakeClock, S, client, peer_client, trader
 

@@ -6,11 +6,11 @@ import gc
 import tracemalloc
 
 import pytest
+
+from swqos_core.errors import Rejection
 from swqos_ratelimit.gcra import retry_after_seconds
 from swqos_ratelimit.limiter import GcraRateLimiter
 from swqos_ratelimit.settings import GcraSettings
-
-from swqos_core.errors import Rejection
 
 from .helpers import MS, SIGN, FakeClock, v6_net
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from swqos_ratelimit.store import MemoryTatStore, StoreFull, TatStore
 
 from .helpers import MS

@@ -13,6 +13,7 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from swqos_testing.payloads import valid_cv
 from swqos_testing.stack import merge, running_stack
 
