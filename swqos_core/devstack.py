@@ -3,19 +3,19 @@
 Generates an identity key, a self-signed CA and TLS certificate, a development ES256 token
 issuer and both configs into one directory, starts the enclave as a child process on a Unix
 socket and the host-proxy in this process.
+
+The dev stack is the core plus first-party plugins (payload_tls_cv, auth_jwt, ratelimit); tokens
+are minted by auth_jwt's issuer, the same code ``swqos token issue`` uses.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
 import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from swqos_core.identity import generate_keypair_file, to_base58, write_private_file
 
-DEV_ISSUER = "swqos-dev"
+DEV_ISSUER = "swqos-dev"  # the values swqos_auth_jwt.issuer.mint_dev signs with
 DEV_KID = "dev-1"
 
 
@@ -108,12 +108,12 @@ def make_tls(dev: DevDir, hosts: tuple[str, ...] = ("localhost", "127.0.0.1", ":
 
 
 def mint_dev_token(dev: DevDir, sub: str, *, ttl: int = 300, **claims: Any) -> str:
-    """An ES256 JWT from the dev issuer, of the shape the ``jwt`` authenticator requires."""
-    now = int(time.time())
-    body = {"iss": DEV_ISSUER, "aud": dev.audience(), "sub": sub, "iat": now, "exp": now + ttl,
-            "jti": secrets.token_hex(16)}
-    body.update(claims)
-    return jwt.encode(body, dev.issuer_key.read_bytes(), algorithm="ES256", headers={"kid": DEV_KID, "typ": "JWT"})
+    """An ES256 JWT from the dev issuer that passes the ``jwt`` authenticator's nine steps."""
+    try:
+        from swqos_auth_jwt.issuer import mint_dev
+    except ImportError:
+        raise RuntimeError("the dev stack needs the swqos-auth-jwt plugin: pip install -r requirements-dev.txt") from None
+    return mint_dev(dev.root, sub, ttl, **claims)
 
 
 def proxy_config(dev: DevDir, listen: str) -> dict[str, Any]:

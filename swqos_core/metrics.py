@@ -89,7 +89,7 @@ class Metrics:
                                  "End-to-end time from arrival to decision, by RPC and result (ok or refused).",
                                  ["rpc", "result"], buckets=LATENCY_BUCKETS, registry=r)
         self.stage_latency = Histogram("swqos_stage_duration_seconds",
-                                       "Time spent in each pipeline stage that completed or refused.",
+                                       "Time spent in each pipeline stage that completed (a refusing stage is not timed).",
                                        ["stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.signatures_returned = Counter("swqos_signatures_returned",
                                            "Signatures the host-proxy returned to traders (compare with "

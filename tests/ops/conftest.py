@@ -9,7 +9,7 @@ import pytest
 # ops-specific names so they cannot collide with other test directories' helpers.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from swqos_auth_jwt.api_tokens import create_token  # noqa: E402
+from swqos_auth_jwt.api_tokens import create_token
 
 
 @pytest.fixture

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from swqos_auth_jwt.api_tokens import create_token
 from ops_helpers import admin, audit_lines, metrics_text, ops_config, sample
+
+from swqos_auth_jwt.api_tokens import create_token
 from swqos_testing.stack import running_stack
 
 
 async def test_missing_token_refused_audited_counted(tmp_path, admin_store):
-    store, token = admin_store
+    store, _token = admin_store
     async with running_stack(tmp_path, proxy=ops_config(tmp_path, store)) as stack:
         status, doc = await admin(stack, None, "drain")
         assert status == 401 and "missing admin credential" in doc["error"]
@@ -55,9 +56,10 @@ async def test_trader_role_api_token_is_forbidden(tmp_path, admin_store):
     trader_token, _ = create_token(store, "not-an-operator", "trader")
     async with running_stack(tmp_path, proxy=ops_config(tmp_path, store)) as stack:
         status, doc = await admin(stack, trader_token, "drain")
+        assert "role" in doc["error"]
         assert status == 403
         assert stack.state.draining is False
-        status, doc = await admin(stack, token, "drain")
+        status, _doc = await admin(stack, token, "drain")
         assert status == 200
         lines = await audit_lines(tmp_path / "audit.jsonl", 2, lambda x: x["type"] == "admin")
         assert lines[-1]["outcome"] == "ok" and lines[-1]["actor"].startswith("token:ops-admin")

@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ops_helpers import ops_config
-from swqos_testing.stack import running_stack
 
 from swqos_core.admin.cli import Target, request
 from swqos_core.admin.server import check_exposure
 from swqos_core.admin.settings import AdminSettings
 from swqos_core.errors import ConfigError
+from swqos_testing.stack import running_stack
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "192.0.2.10:9443", "203.0.113.5:0"])
@@ -115,7 +115,7 @@ async def test_public_address_with_mtls_serves_only_certified_clients(tmp_path):
     async with running_stack(tmp_path, proxy=cfg) as stack:
         url = f"https://localhost:{stack.proxy.ops.admin.port}"
         ok = Target(url, None, dev / "ca.pem", cert, key)
-        status, doc = await asyncio.to_thread(request, ok, "POST", "/v1/drain", {})
+        status, _doc = await asyncio.to_thread(request, ok, "POST", "/v1/drain", {})
         assert status == 200 and stack.state.draining is True
         for target in (Target(url, None, dev / "ca.pem"), Target(url, None, dev / "ca.pem", rogue_cert,
                                                                   rogue_key_path)):

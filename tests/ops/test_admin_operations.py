@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 import ops_fakes
 from ops_helpers import admin, ops_config
-from swqos_testing.payloads import valid_cv
-from swqos_testing.stack import running_stack
 
 from swqos_core import __version__
 from swqos_core.identity import to_base58
+from swqos_testing.payloads import valid_cv
+from swqos_testing.stack import running_stack
 
 
 async def test_status_reports_identity_enclave_counter_and_plugins(tmp_path, admin_store):

@@ -56,7 +56,7 @@ def parse_envelope(blob: bytes) -> Envelope:
         return _parse(blob)
     except EnvelopeError:
         raise
-    except Exception:  # noqa: BLE001 - asn1crypto raises many types on malformed input; all mean the same here
+    except Exception:  # asn1crypto raises many types on malformed input; all mean the same here
         raise EnvelopeError("malformed CMS structure") from None
 
 
@@ -137,7 +137,7 @@ def open_envelope(blob: bytes, private_key: rsa.RSAPrivateKey) -> bytearray:
         padded = decryptor.update(env.ciphertext) + decryptor.finalize()
         unpadder = padding.PKCS7(128).unpadder()
         plain = bytearray(unpadder.update(padded) + unpadder.finalize())
-    except Exception:  # noqa: BLE001 - one answer for every cryptographic failure (no padding oracle)
+    except Exception:  # one answer for every cryptographic failure (no padding oracle)
         raise EnvelopeError(DECRYPT_FAILED) from None
     finally:
         del cek

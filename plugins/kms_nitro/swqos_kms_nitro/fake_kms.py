@@ -277,7 +277,7 @@ class FakeKms:
             return 200, self.OPERATIONS[op](self, body)
         except KmsFault as fault:
             return fault.status, {"__type": fault.kind, "Message": fault.message}
-        except Exception as exc:  # noqa: BLE001 - never let a bug look like success
+        except Exception as exc:  # never let a bug look like success
             return 500, {"__type": "KMSInternalException", "Message": type(exc).__name__}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -149,7 +149,7 @@ class NsmClient:
         raw = self.transport.request(data)
         try:
             response = cbor2.loads(raw)
-        except Exception:  # noqa: BLE001 - any decoding trouble is the same answer: we did not understand it
+        except Exception:  # any decoding trouble is the same answer: we did not understand it
             raise NsmError("InvalidResponse", "not CBOR") from None
         if isinstance(response, dict) and len(response) == 1:
             ((key, body),) = response.items()

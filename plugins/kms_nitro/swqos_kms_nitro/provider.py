@@ -167,7 +167,7 @@ class NitroKeyProvider:
             return self._load()
         except ConfigError:
             raise
-        except Exception as exc:  # noqa: BLE001 - fail closed: whatever went wrong, the enclave does not start
+        except Exception as exc:  # fail closed: whatever went wrong, the enclave does not start
             raise ConfigError(f"nitro key provider failed: {type(exc).__name__}") from None
 
     def attest(self, public_key: bytes, nonce: bytes) -> bytes:

@@ -128,7 +128,7 @@ class MemoryTatStore:
         tol = self._tolerance
         if isinstance(tol, int):
             limit = now + tol
-            return iter(self._tat.values())
+            return (tat for tat in self._tat.values() if tat <= limit)
         return (tat for k, tat in self._tat.items() if tat - now <= tol(k))
 
     def _is_unlimited(self, key: Key, tat: int, now: int) -> bool:
@@ -146,7 +146,7 @@ class MemoryTatStore:
             smallest = heapq.nsmallest(excess, self._unlimited_tats(now))
             if smallest:
                 cutoff = smallest[-1]
-                victims = [k for k, tat in table.items() if tat <= cutoff]
+                victims = [k for k, tat in table.items() if tat <= cutoff and self._is_unlimited(k, tat, now)]
                 for k in victims:
                     del table[k]
                 self.evicted += len(victims)

@@ -1,0 +1,51 @@
+"""``swqos admin`` against a running stack (the CLI is blocking: it runs in a thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+from ops_helpers import ops_config
+
+from swqos_core.cli import main
+from swqos_testing.payloads import valid_cv
+from swqos_testing.stack import running_stack
+
+
+async def test_cli_drives_the_admin_api(tmp_path, admin_store, monkeypatch, capsys):
+    store, token = admin_store
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    async with running_stack(tmp_path, proxy=ops_config(tmp_path, store)) as stack:
+        url = f"http://127.0.0.1:{stack.proxy.ops.admin.port}"
+        monkeypatch.setenv("SWQOS_ADMIN_URL", url)
+
+        async def swqos(*argv: str) -> int:
+            return await asyncio.to_thread(main, ["admin", "--token-file", str(token_file), *argv])
+
+        assert await swqos("status") == 0
+        assert json.loads(capsys.readouterr().out)["enclave"]["reachable"] is True
+
+        assert await swqos("revoke-trader", "zed") == 1
+        assert "unknown trader 'zed'" in capsys.readouterr().err
+        assert await swqos("revoke-trader", "zed", "--force") == 0
+        assert json.loads(capsys.readouterr().out)["revoked"] is True
+        assert (await stack.sign(valid_cv(), token=stack.token("zed"))).code == grpc.StatusCode.UNAUTHENTICATED
+
+        assert await swqos("quota", "zed", "--rate", "120/60/32") == 0
+        quota = json.loads(capsys.readouterr().out)["quota"]["rate_limit.gcra"]
+        assert quota["rate"]["burst"] == 32
+        assert await swqos("allowlist", "zed", "10.0.0.0/8", "2001:db8::/32") == 0
+        assert await swqos("allowlist", "zed") == 2  # neither CIDRs nor --clear
+        assert await swqos("drain") == 0
+        assert stack.state.draining is True
+        assert await swqos("undrain") == 0
+        capsys.readouterr()
+        assert await swqos("metrics") == 0
+        assert "swqos_admin_requests_total" in capsys.readouterr().out
+
+        monkeypatch.delenv("SWQOS_ADMIN_TOKEN", raising=False)
+        assert await asyncio.to_thread(main, ["admin", "status"]) == 1  # no token: refused
+        assert "401" in capsys.readouterr().err
