@@ -89,8 +89,10 @@ def run_dev(args: argparse.Namespace) -> int:
             await wait_for_socket(dev.socket, enclave)
             proxy = await start_proxy(config.load(dev.config, process="proxy"))
             target = f"localhost:{proxy.port}"
+            from swqos_ratelimit.defaults import dev_notice
+
             print(DEV_BANNER.format(root=dev.root, target=target, identity=dev.identity_b58(),
-                                    pid=enclave.pid), flush=True)
+                                    pid=enclave.pid, limits=dev_notice()), flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,6 +115,7 @@ swqos development stack (NOT for production: generated keys, self-signed TLS, de
   host-proxy     {target}   (gRPC, TLS 1.3 only; trust ca.pem)
   enclave        pid {pid}, unix socket {root}/enclave.sock
   identity       {identity}
+  {limits}
 
 Call it (grpcurl):
   grpcurl -cacert {root}/ca.pem -H "authorization: Bearer $(cat {root}/trader.jwt)" \\

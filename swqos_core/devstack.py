@@ -116,8 +116,9 @@ def mint_dev_token(dev: DevDir, sub: str, *, ttl: int = 300, **claims: Any) -> s
     return mint_dev(dev.root, sub, ttl, **claims)
 
 
-def proxy_config(dev: DevDir, listen: str) -> dict[str, Any]:
-    return {
+def proxy_config(dev: DevDir, listen: str, *, rate_limits: bool = True) -> dict[str, Any]:
+    """The dev proxy config; ``rate_limits=False`` leaves the limiter out (tests that add their own)."""
+    data: dict[str, Any] = {
         "swqos": {"plugins": ["auth_jwt"]},
         "proxy": {
             "listen": listen,
@@ -132,6 +133,13 @@ def proxy_config(dev: DevDir, listen: str) -> dict[str, Any]:
             "keys": {DEV_KID: {"public_key": str(dev.issuer_pub)}},
         }}},
     }
+    if rate_limits:
+        from swqos_ratelimit.defaults import dev_settings  # loose quotas: one loopback address, benchmarks
+
+        data["swqos"]["plugins"].append("ratelimit")
+        data["pipeline"]["rate_limit"] = ["gcra"]
+        data["layers"]["rate_limit"] = {"gcra": dev_settings()}
+    return data
 
 
 def enclave_config(dev: DevDir) -> dict[str, Any]:

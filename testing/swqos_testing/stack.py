@@ -155,7 +155,7 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     """A dev stack in ``tmp_path/dev`` with config overrides, torn down on exit."""
     dev = devstack.prepare(tmp_path / "dev")
-    proxy_data = merge(devstack.proxy_config(dev, "127.0.0.1:0"), proxy or {})
+    proxy_data = merge(devstack.proxy_config(dev, "127.0.0.1:0", rate_limits=False), proxy or {})
     proxy_data["proxy"].setdefault("enclave_ping_interval", 0.2)
     enclave_data = merge(devstack.enclave_config(dev), enclave or {})
     devstack.write_toml(dev.config, proxy_data)
