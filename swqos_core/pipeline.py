@@ -135,10 +135,12 @@ class Pipeline:
             signature = await self.enclave.sign(call.payload, _trace(call.head))
             timings[stage] = _lap(t)
         except Rejection as exc:
+            timings.setdefault(stage, _lap(t))  # the refusing stage is timed too
             exc.stage = exc.stage or stage
             self.decide(call, exc, timings)
             raise
         except Exception as exc:
+            timings.setdefault(stage, _lap(t))
             rejection = self._fault(stage, exc)
             self.decide(call, rejection, timings)
             raise rejection from None

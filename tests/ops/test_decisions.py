@@ -89,7 +89,9 @@ async def test_each_refusal_stage_has_its_status_audit_line_and_metric(tmp_path,
         assert sample(text, "swqos_signatures_returned_total") == 1
         assert sample(text, "swqos_request_duration_seconds_count", rpc=SIGN, result="refused") == len(cases)
         # Stage timings cover the stages that completed: the refused enclave call has none.
-        assert sample(text, "swqos_stage_duration_seconds_count", stage="enclave") == 1
+        # The signed call and the one the enclave refused both spent time in the enclave stage.
+        enclave_refusals = sum(1 for case in cases if case[0] == "enclave")
+        assert sample(text, "swqos_stage_duration_seconds_count", stage="enclave") == 1 + enclave_refusals
 
         lines = await audit_lines(tmp_path / "audit.jsonl", len(cases) + 2, lambda x: x["type"] == "decision")
         assert len(lines) == len(cases) + 2

@@ -18,6 +18,9 @@ class ExpiringCache(Generic[V]):
             raise ValueError("cache size must be >= 0")
         self.max_entries = max_entries
         self._d: collections.OrderedDict[Hashable, tuple[float, V]] = collections.OrderedDict()
+        #: Lookups answered from / missed by the cache (exported as metrics by the host-proxy).
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._d)
@@ -25,12 +28,15 @@ class ExpiringCache(Generic[V]):
     def get(self, key: Hashable, now: float) -> V | None:
         item = self._d.get(key)
         if item is None:
+            self.misses += 1
             return None
         until, value = item
         if now >= until:
             del self._d[key]
+            self.misses += 1
             return None
         self._d.move_to_end(key)
+        self.hits += 1
         return value
 
     def put(self, key: Hashable, value: V, until: float, now: float) -> None:

@@ -320,3 +320,14 @@ def test_plugin_registers_both_authenticators():
     seen = {}
     plugin.swqos_register_authenticators(lambda name, factory, config=None, **kw: seen.setdefault(name, config))
     assert set(seen) == {"jwt", "api_token"}
+
+
+def test_cache_counts_hits_and_misses():
+    from swqos_auth_jwt.cache import ExpiringCache
+
+    cache: ExpiringCache[str] = ExpiringCache(4)
+    assert cache.get("a", now=0.0) is None
+    cache.put("a", "v", until=10.0, now=0.0)
+    assert cache.get("a", now=1.0) == "v"
+    assert cache.get("a", now=10.0) is None  # expired
+    assert (cache.hits, cache.misses) == (1, 2)
