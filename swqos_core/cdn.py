@@ -27,10 +27,8 @@ import datetime as dt
 import ipaddress
 import json
 import logging
-import os
 import ssl
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from swqos_core.errors import ConfigError, invalid_argument, permission_denied
+from swqos_core.files import write_atomic
 from swqos_core.layers import ClientAddress, RequestHead
 from swqos_core.net import IPAddress, fold_mapped, parse_ip, parse_peer
 
@@ -225,29 +224,6 @@ def check_successor(new: Snapshot, previous: Snapshot | None, *, serial_is_versi
         )
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
 def load_snapshot(path: Path) -> Snapshot:
     try:
         data = path.read_bytes()
@@ -384,7 +360,7 @@ def refresh(
         return "unchanged", previous
     if path is not None:
         try:
-            atomic_write(path, new.to_json())
+            write_atomic(path, new.to_json(), mode=0o644)
         except OSError as exc:
             raise RangeError(f"cannot write {path}: {exc.strerror}") from None
     return "updated", new
@@ -802,7 +778,7 @@ def _run_refresh(args: argparse.Namespace, registry: dict[str, CdnProvider]) -> 
     if status == "unchanged":
         print(f"{provider.title} ranges unchanged ({snap.etag or snap.serial}); {path} left as is")
         if not path.exists():  # first run, same list as shipped: still leave a file for the resolver
-            atomic_write(path, snap.to_json())
+            write_atomic(path, snap.to_json(), mode=0o644)
     else:
         print(f"{provider.title} ranges updated: {len(snap.ipv4)} IPv4, {len(snap.ipv6)} IPv6 "
               f"({snap.etag or snap.serial}) -> {path}")
@@ -878,7 +854,7 @@ def run_cdn_command(argv: Sequence[str], providers: Iterable[CdnProvider]) -> in
 
 __all__ = [
     "CdnProvider", "EdgeResolver", "EdgeSettings", "ParsedRanges", "RangeError", "RangeSet", "RenderError",
-    "Snapshot", "add_cdn_provider", "atomic_write", "check_lists", "check_successor", "fetch", "load_best",
+    "Snapshot", "add_cdn_provider", "check_lists", "check_successor", "fetch", "load_best",
     "load_snapshot", "refresh", "render_aws_sg", "render_nftables", "render_terraform", "run_cdn_command",
     "snapshot_from_document",
 ]

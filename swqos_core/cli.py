@@ -21,7 +21,7 @@ from pathlib import Path
 from swqos_core import __version__, config, plugins, schema
 from swqos_core.errors import ConfigError
 
-CORE_COMMANDS = {"serve", "enclave", "config", "plugins", "demo", "admin"}
+CORE_COMMANDS = {"serve", "enclave", "config", "plugins", "demo", "admin", "manifest", "verify-release", "release"}
 log = logging.getLogger("swqos.cli")
 
 
@@ -209,9 +209,13 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start a dev stack and sign a CertificateVerify through it")
     p.set_defaults(func=cmd_demo)
 
+    from swqos_core import release
     from swqos_core.admin.cli import add_commands as add_admin_commands
+    from swqos_core.killswitch.cli import add_commands as add_manifest_commands
 
     add_admin_commands(sub)
+    add_manifest_commands(sub)
+    release.add_commands(sub)
     if with_plugins:
         pm, _, problems = plugins.load_plugins(None)
         for problem in problems:

@@ -72,8 +72,18 @@ class ProxySettings:
     admin: AdminSettings | None = None
     #: JSON-lines audit log (one line per decision and per admin action), created 0600; off when unset.
     audit_log: Path | None = None
+    #: Release integrity at boot (docs/kill-switch.md): a signed release manifest of the installed
+    #: swqos distributions; when set, the proxy refuses to start on any mismatch.
+    verify_release_manifest: Path | None = None
+    verify_release_signature: Path | None = None
+    verify_release_public_key: Path | None = None
+    verify_release_key_id: str | None = None
 
     def __post_init__(self) -> None:
+        release = (self.verify_release_manifest, self.verify_release_signature, self.verify_release_public_key)
+        if any(release) and not all(release):
+            raise ValueError("verify_release_manifest, verify_release_signature and verify_release_public_key "
+                             "go together: set all three or none")
         if not 1 <= self.max_request_bytes <= 64 * 1024:
             raise ValueError("max_request_bytes must be between 1 and 65536")
         if not 1 <= self.deadline_ms <= 10_000:

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from swqos_core.identity import generate_keypair_file, to_base58, write_private_file
+from swqos_core.files import write_private_file
+from swqos_core.identity import generate_keypair_file, to_base58
 
 DEV_ISSUER = "swqos-dev"  # the values swqos_auth_jwt.issuer.mint_dev signs with
 DEV_KID = "dev-1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import base58
 from nacl.signing import SigningKey
 
 from swqos_core.errors import ConfigError
+from swqos_core.files import write_private_file
 
 
 def to_base58(public_key: bytes) -> str:
@@ -36,14 +36,6 @@ def check_private_file(path: Path) -> None:
         raise ConfigError(
             f"{path}: permissions {stat.S_IMODE(st.st_mode):04o} let others read it; run: chmod 600 {path}"
         )
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start (never briefly world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
 
 
 def generate_keypair_file(path: Path) -> bytes:

@@ -233,7 +233,7 @@ def check_release(
         return [f"release manifest unusable: {exc}"]
     try:
         return _cap(compare_installed(expected, path))
-    except Exception as exc:  # noqa: BLE001 - fail closed: an error while checking is a failed check
+    except Exception as exc:  # fail closed: an error while checking is a failed check
         return [f"release check failed: {type(exc).__name__}: {exc}"]
 
 

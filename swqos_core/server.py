@@ -207,6 +207,11 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         raise ConfigError("GRPC_SSL_CIPHER_SUITES was changed after swqos_core was imported; TLS 1.3-only "
                           "cannot be guaranteed")
     settings: ProxySettings = cfg.settings
+    if settings.verify_release_manifest is not None:
+        from swqos_core.release import enforce_release
+
+        enforce_release(settings.verify_release_manifest, settings.verify_release_signature,  # type: ignore[arg-type]
+                        settings.verify_release_public_key, settings.verify_release_key_id)  # type: ignore[arg-type]
     state = ServiceState(__version__)
     app = build_app(cfg, state=state, extra_plugins=extra_plugins, blocked=blocked)
     enclave = EnclaveClient(settings.enclave, state, max_inflight=settings.max_enclave_inflight,
@@ -247,23 +252,23 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
                                        server_credentials(settings))
     except RuntimeError as exc:
         raise ConfigError(f"[proxy] listen: cannot bind {settings.listen}: {exc}") from None
-    await server.start()
-    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)  # noqa: S104
-    if not await refuses_tls12(probe_host, bound):
-        await server.stop(None)
-        raise ConfigError("a TLS 1.2 handshake succeeded against this proxy; refusing to serve (docs/tls.md)")
-    for kind in ("client_ip", "auth", "rate_limit", "validate", "revocation"):
-        for _, layer in app.layers.get(kind, []):
-            start = getattr(layer, "start", None)
-            if start is not None:
-                await start()
-    await enclave.start()
-    state.subscribe(lambda: _health_updater(state, health_servicer))
-    for result in app.pm.hook.swqos_startup(app=app):
-        if asyncio.iscoroutine(result):
-            await result
     proxy = ProxyServer(app, state, pipeline, enclave, server, bound, health_servicer)
     try:
+        # Layers first: the kill switch applies a persisted halt before the first request can arrive.
+        for kind in ("revocation", "client_ip", "auth", "rate_limit", "validate"):
+            for _, layer in app.layers.get(kind, []):
+                start = getattr(layer, "start", None)
+                if start is not None:
+                    await start()
+        state.subscribe(lambda: _health_updater(state, health_servicer))
+        await server.start()
+        probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)  # noqa: S104
+        if not await refuses_tls12(probe_host, bound):
+            raise ConfigError("a TLS 1.2 handshake succeeded against this proxy; refusing to serve (docs/tls.md)")
+        await enclave.start()
+        for result in app.pm.hook.swqos_startup(app=app):
+            if asyncio.iscoroutine(result):
+                await result
         proxy.ops = await start_ops(settings=settings, app=app, state=state, pipeline=pipeline, enclave=enclave)
     except BaseException:
         await proxy.stop(None)

@@ -58,6 +58,28 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return crt, pem
 
 
+class _TLSServer(http.server.ThreadingHTTPServer):
+    """TLS handshake in the per-connection thread, never in the accept loop: a client that stalls
+    (or is cancelled) mid-handshake must not block ``shutdown()``."""
+
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], handler: type, ctx: ssl.SSLContext) -> None:
+        self.tls = ctx
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        request.settimeout(5.0)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except OSError:
+            return
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            conn.close()
+
+
 class _Publisher:
     """A tiny HTTPS server holding the current manifest and signature."""
 
@@ -81,9 +103,7 @@ class _Publisher:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = _TLSServer(("127.0.0.1", 0), Handler, ctx)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 

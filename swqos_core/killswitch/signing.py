@@ -14,13 +14,14 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from swqos_core.files import write_private_file  # noqa: F401  (re-exported for the CLI)
 
 #: Largest signature file read: a DER P-256 signature is ~72 bytes, a bundle a few KiB.
 MAX_SIGNATURE_BYTES = 16 * 1024
@@ -165,10 +166,3 @@ def load_private_key(path: Path, password: bytes | None = None) -> ec.EllipticCu
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise ValueError(f"{path} is not an ECDSA P-256 private key")
     return key
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start (never world-readable, even briefly)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from swqos_core.files import write_atomic
 from swqos_core.killswitch.manifest import format_time
 
 MAX_STATE_BYTES = 256 * 1024
@@ -76,21 +75,4 @@ class ManifestStore:
             },
             indent=1,
         ).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".revocation-", suffix=".tmp", dir=self.state_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        dir_fd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, body)

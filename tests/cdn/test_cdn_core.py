@@ -15,10 +15,10 @@ from swqos_core.cdn import (
     RangeSet,
     Snapshot,
     add_cdn_provider,
-    atomic_write,
     check_successor,
     load_best,
 )
+from swqos_core.files import write_atomic
 
 NETS = ["173.245.48.0/20", "104.16.0.0/13", "104.24.0.0/14", "2606:4700::/32", "2a06:98c0::/29"]
 
@@ -72,11 +72,11 @@ def test_load_best_prefers_newer(tmp_path):
     shipped = snap(10)
     assert load_best(shipped, None) is shipped
     assert load_best(shipped, tmp_path / "absent.json") is shipped
-    atomic_write(tmp_path / "r.json", snap(20, v4=("104.16.0.0/13",)).to_json())
+    write_atomic(tmp_path / "r.json", snap(20, v4=("104.16.0.0/13",)).to_json())
     assert load_best(shipped, tmp_path / "r.json").serial == 20
-    atomic_write(tmp_path / "old.json", snap(5).to_json())
+    write_atomic(tmp_path / "old.json", snap(5).to_json())
     assert load_best(shipped, tmp_path / "old.json") is shipped
-    atomic_write(tmp_path / "other.json", snap(30, provider="y").to_json())
+    write_atomic(tmp_path / "other.json", snap(30, provider="y").to_json())
     with pytest.raises(RangeError):
         load_best(shipped, tmp_path / "other.json")
     doc = json.loads(snap(30).to_json())
@@ -88,13 +88,13 @@ def test_load_best_prefers_newer(tmp_path):
 
 def test_atomic_write_failure_leaves_old_file(tmp_path, monkeypatch):
     target = tmp_path / "r.json"
-    atomic_write(target, b"old")
+    write_atomic(target, b"old")
 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(OSError):
-        atomic_write(target, b"new")
+        write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 

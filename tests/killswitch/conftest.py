@@ -102,6 +102,27 @@ def make_tls_cert(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+class TLSServer(http.server.ThreadingHTTPServer):
+    """Handshake in the per-connection thread, so a stalled client cannot block shutdown()."""
+
+    daemon_threads = True
+
+    def __init__(self, addr, handler, ctx):
+        self.tls = ctx
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        request.settimeout(10.0)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except OSError:
+            return
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            conn.close()
+
+
 @dataclass
 class Route:
     body: bytes
@@ -156,9 +177,7 @@ class DocServer:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert, self.key)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = TLSServer(("127.0.0.1", 0), Handler, ctx)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()

@@ -18,10 +18,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from swqos_auth_jwt.cache import ExpiringCache
 from swqos_auth_jwt.strict import StrictDecodeError, b64url_decode, b64url_encode, json_object
 from swqos_auth_jwt.watched import WatchedJson
 from swqos_core.errors import ConfigError, Rejection, permission_denied, resource_exhausted, unauthenticated
+from swqos_core.files import write_atomic
 from swqos_core.layers import ClientAddress, Principal, RequestHead
 
 log = logging.getLogger("swqos.auth.api_token")
@@ -113,26 +112,7 @@ def write_store(path: Path, records: dict[str, TokenRecord]) -> None:
     """Atomically replace the store: a 0600 temp file in the same directory, fsync, rename."""
     doc = {"version": 1, "tokens": {tid: r.to_json() for tid, r in sorted(records.items())}}
     data = (json.dumps(doc, indent=2) + "\n").encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, data, mode=0o600)
 
 
 def new_token() -> tuple[str, str]:
