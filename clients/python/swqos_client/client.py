@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import base58
 import grpc
@@ -141,10 +142,10 @@ def _check_nonce(nonce: bytes) -> bytes:
     return nonce
 
 
-class SignerClient:
-    """Blocking client. Safe to call from any thread, including from inside a running asyncio loop
-    (its channel is grpc's threaded one, independent of any event loop), which is what
-    :class:`~swqos_client.RemoteEd25519PrivateKey` relies on."""
+class _ClientBase:
+    """What the blocking and the asyncio clients share: settings, the channel and its two methods."""
+
+    _secure_channel: Callable[..., Any]
 
     def __init__(
         self,
@@ -166,7 +167,7 @@ class SignerClient:
             retry=retry or RetryPolicy(),
             channel_options=list(channel_options),
         )
-        self._channel = grpc.secure_channel(target, self._c.trust.credentials(), options=self._c.options())
+        self._channel = self._secure_channel(target, self._c.trust.credentials(), options=self._c.options())
         self._sign = self._channel.unary_unary(
             SIGN_METHOD,
             request_serializer=signer_pb2.SignCertificateVerifyRequest.SerializeToString,
@@ -185,6 +186,14 @@ class SignerClient:
     @property
     def tokens(self) -> TokenSource:
         return self._c.tokens
+
+
+class SignerClient(_ClientBase):
+    """Blocking client. Safe to call from any thread, including from inside a running asyncio loop
+    (its channel is grpc's threaded one, independent of any event loop), which is what
+    :class:`~swqos_client.RemoteEd25519PrivateKey` relies on."""
+
+    _secure_channel = staticmethod(grpc.secure_channel)
 
     def sign_certificate_verify(
         self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
@@ -236,48 +245,10 @@ class SignerClient:
         self.close()
 
 
-class AsyncSignerClient:
+class AsyncSignerClient(_ClientBase):
     """asyncio client (grpc.aio). Create and use it inside one event loop."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        token: str | TokenSource | None = None,
-        token_refresh: TokenCallback | None = None,
-        refresh_margin: float = 60.0,
-        trust: TlsTrust | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        channel_options: Sequence[tuple[str, object]] = (),
-    ) -> None:
-        self._c = _Common(
-            target=target,
-            tokens=as_token_source(token, token_refresh, refresh_margin),
-            trust=trust or TlsTrust(),
-            timeout=float(timeout),
-            retry=retry or RetryPolicy(),
-            channel_options=list(channel_options),
-        )
-        self._channel = grpc.aio.secure_channel(target, self._c.trust.credentials(), options=self._c.options())
-        self._sign = self._channel.unary_unary(
-            SIGN_METHOD,
-            request_serializer=signer_pb2.SignCertificateVerifyRequest.SerializeToString,
-            response_deserializer=signer_pb2.SignCertificateVerifyResponse.FromString,
-        )
-        self._identity = self._channel.unary_unary(
-            IDENTITY_METHOD,
-            request_serializer=signer_pb2.GetIdentityRequest.SerializeToString,
-            response_deserializer=signer_pb2.GetIdentityResponse.FromString,
-        )
-
-    @property
-    def target(self) -> str:
-        return self._c.target
-
-    @property
-    def tokens(self) -> TokenSource:
-        return self._c.tokens
+    _secure_channel = staticmethod(grpc.aio.secure_channel)
 
     async def sign_certificate_verify(
         self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
