@@ -58,18 +58,19 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return crt, pem
 
 
-class _TLSServer(http.server.ThreadingHTTPServer):
+class TLSServer(http.server.ThreadingHTTPServer):
     """TLS handshake in the per-connection thread, never in the accept loop: a client that stalls
     (or is cancelled) mid-handshake must not block ``shutdown()``."""
 
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], handler: type, ctx: ssl.SSLContext) -> None:
+    def __init__(self, addr: tuple[str, int], handler: type, ctx: ssl.SSLContext, *, handshake_timeout: float = 5.0) -> None:
         self.tls = ctx
+        self.handshake_timeout = handshake_timeout
         super().__init__(addr, handler)
 
     def finish_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        request.settimeout(5.0)
+        request.settimeout(self.handshake_timeout)
         try:
             conn = self.tls.wrap_socket(request, server_side=True)
         except OSError:
@@ -103,7 +104,7 @@ class _Publisher:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
-        self.httpd = _TLSServer(("127.0.0.1", 0), Handler, ctx)
+        self.httpd = TLSServer(("127.0.0.1", 0), Handler, ctx)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 

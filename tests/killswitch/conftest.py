@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from swqos_core.killswitch.drill import TLSServer
 from swqos_core.killswitch.manifest import build_manifest
 from swqos_core.killswitch.signing import key_id, public_key_pem, sign_blob
 from swqos_core.state import EnclaveIdentity, ServiceState
@@ -102,27 +103,6 @@ def make_tls_cert(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class TLSServer(http.server.ThreadingHTTPServer):
-    """Handshake in the per-connection thread, so a stalled client cannot block shutdown()."""
-
-    daemon_threads = True
-
-    def __init__(self, addr, handler, ctx):
-        self.tls = ctx
-        super().__init__(addr, handler)
-
-    def finish_request(self, request, client_address):
-        request.settimeout(10.0)
-        try:
-            conn = self.tls.wrap_socket(request, server_side=True)
-        except OSError:
-            return
-        try:
-            self.RequestHandlerClass(conn, client_address, self)
-        finally:
-            conn.close()
-
-
 @dataclass
 class Route:
     body: bytes
@@ -177,7 +157,7 @@ class DocServer:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert, self.key)
-        self.httpd = TLSServer(("127.0.0.1", 0), Handler, ctx)
+        self.httpd = TLSServer(("127.0.0.1", 0), Handler, ctx, handshake_timeout=10.0)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
