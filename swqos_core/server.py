@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import random
 import ssl
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -39,6 +40,31 @@ log = logging.getLogger("swqos.server")
 HARD_MESSAGE_CAP = 8 * 1024
 #: Large enough that an oversized token reaches the authenticator and gets a precise refusal.
 MAX_METADATA_BYTES = 16 * 1024
+
+
+class LazyAuthContext(Mapping[str, Sequence[bytes]]):
+    """The TLS auth context, fetched from grpc only if a layer looks at it (only origin-pull
+    certificate checks do; building it costs several microseconds per call)."""
+
+    __slots__ = ("_context", "_value")
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+        self._value: Mapping[str, Sequence[bytes]] | None = None
+
+    def _get(self) -> Mapping[str, Sequence[bytes]]:
+        if self._value is None:
+            self._value = self._context.auth_context()
+        return self._value
+
+    def __getitem__(self, key: str) -> Sequence[bytes]:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 
 class SignerService:
@@ -87,8 +113,9 @@ class SignerService:
             rpc=rpc,
             peer=context.peer(),
             metadata=tuple((k, v) for k, v in context.invocation_metadata()),
-            auth_context=context.auth_context(),
-            request_id=secrets.token_hex(8),
+            auth_context=LazyAuthContext(context),
+            # A correlation id, not a secret: a fast PRNG is enough and saves a syscall per call.
+            request_id=f"{random.getrandbits(64):016x}",
         )
         set_request_id(head.request_id)  # this call's task: every log line carries it (swqos_core.logs)
         return Call(head=head, payload=b"", deadline=now + budget, started=now)
@@ -159,6 +186,27 @@ async def refuses_tls12(host: str, port: int) -> bool:
         return True
     writer.close()
     return False
+
+
+async def tls12_refused(settings: ProxySettings, host: str, port: int) -> bool:
+    """Prove that this process's gRPC TLS refuses TLS 1.2.
+
+    Without client authentication, probe the real listener. With ``client_ca`` set, a TLS 1.2
+    handshake without a client certificate fails whatever the protocol policy (both show up as a
+    reset), so that probe would prove nothing: probe a throwaway twin listener instead, same
+    certificate and the same process-wide cipher policy, without client authentication.
+    """
+    if settings.client_ca is None:
+        probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)  # noqa: S104
+        return await refuses_tls12(probe_host, port)
+    twin = grpc.aio.server()
+    twin_port = twin.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]))
+    await twin.start()
+    try:
+        return await refuses_tls12("127.0.0.1", twin_port)
+    finally:
+        await twin.stop(None)
 
 
 @dataclass
@@ -262,8 +310,7 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
                     await start()
         state.subscribe(lambda: _health_updater(state, health_servicer))
         await server.start()
-        probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)  # noqa: S104
-        if not await refuses_tls12(probe_host, bound):
+        if not await tls12_refused(settings, host, bound):
             raise ConfigError("a TLS 1.2 handshake succeeded against this proxy; refusing to serve (docs/tls.md)")
         await enclave.start()
         for result in app.pm.hook.swqos_startup(app=app):

@@ -226,3 +226,52 @@ async def test_a_bad_proxy_config_does_not_start(tmp_path):
     with pytest.raises(ConfigError, match="unknown implementation 'nope'"):
         async with static_stack(tmp_path, proxy={"pipeline": {"validate": ["nope"]}}):
             pass
+
+
+async def test_tls12_self_probe_is_conclusive_with_client_certificates(tmp_path):
+    """With [proxy] client_ca, the boot probe uses a twin listener without client auth, so a
+    process whose gRPC TLS still accepted TLS 1.2 could not pass it by accident."""
+    import os
+
+    from swqos_core import TLS13_ONLY_CIPHER_SUITES, devstack
+    from swqos_core.config import ProxySettings
+    from swqos_core.server import tls12_refused
+
+    dev = devstack.prepare(tmp_path / "dev")
+    settings = ProxySettings(tls_cert=dev.tls_cert, tls_key=dev.tls_key, enclave="unix:///x", client_ca=dev.ca)
+    assert os.environ["GRPC_SSL_CIPHER_SUITES"] == TLS13_ONLY_CIPHER_SUITES
+    assert await tls12_refused(settings, "127.0.0.1", 0) is True
+
+
+PROBE_SCRIPT = """
+import grpc  # imported before swqos_core: the TLS 1.3-only restriction never reaches grpc
+import asyncio, pathlib, sys
+from swqos_core import devstack
+from swqos_core.config import ProxySettings
+from swqos_core.server import tls12_refused
+dev = devstack.prepare(pathlib.Path(sys.argv[1]))
+for client_ca in (None, dev.ca):
+    settings = ProxySettings(tls_cert=dev.tls_cert, tls_key=dev.tls_key, enclave="unix:///x", client_ca=client_ca)
+    async def probe():
+        server = grpc.aio.server()
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(dev.tls_key.read_bytes(),
+                                      dev.tls_cert.read_bytes())]))
+        await server.start()
+        try:
+            return await tls12_refused(settings, "127.0.0.1", port)
+        finally:
+            await server.stop(None)
+    print("client_ca" if client_ca else "plain", asyncio.run(probe()))
+"""
+
+
+def test_tls12_self_probe_catches_a_process_where_the_restriction_did_not_take(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_SSL_CIPHER_SUITES"}  # as a fresh process has it
+    result = subprocess.run([sys.executable, "-c", PROBE_SCRIPT, str(tmp_path / "dev")],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["plain", "False", "client_ca", "False"]
