@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from swqos_core.files import write_private_file
-from swqos_core.identity import generate_keypair_file, to_base58
+from swqos_core.identity import generate_in_child, to_base58
 
 DEV_ISSUER = "swqos-dev"  # the values swqos_auth_jwt.issuer.mint_dev signs with
 DEV_KID = "dev-1"
@@ -159,7 +159,7 @@ def prepare(root: Path, listen: str = "127.0.0.1:0") -> DevDir:
     dev = DevDir(root.resolve())
     if dev.identity.exists():
         raise FileExistsError(f"{root} already holds a dev stack; choose an empty directory")
-    public = generate_keypair_file(dev.identity)
+    public = generate_in_child(dev.identity)  # the key never enters this (the proxy's) process
     dev.identity_pub.write_text(to_base58(public) + "\n")
     make_tls(dev)
     issuer = _ec_key()

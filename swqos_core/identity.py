@@ -61,3 +61,26 @@ def read_keypair_file(path: Path) -> bytearray:
         raise ConfigError(f"{path}: the public half does not match the private half")
     raw[:] = b"\0" * 64
     return seed
+
+
+def generate_in_child(path: Path) -> bytes:
+    """Create a keypair file in a short-lived child process; return only the public key.
+
+    The dev stack's host-proxy process uses this so that it never holds identity key material,
+    not even a throwaway one.
+    """
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "swqos_core.identity", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise ConfigError(f"could not create identity key {path}: {result.stderr.strip()[-300:]}")
+    return from_base58(result.stdout.strip())
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(to_base58(generate_keypair_file(Path(sys.argv[1]))))
+

@@ -73,3 +73,17 @@ def _enclave_gone(dev_dir) -> bool:
     finally:
         s.close()
     return False
+
+
+def test_dev_stack_never_generates_the_identity_key_in_the_proxy_process(tmp_path, monkeypatch):
+    from nacl import signing
+
+    from swqos_core import devstack
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("identity key material created in the host-proxy process")
+
+    monkeypatch.setattr(signing.SigningKey, "generate", forbidden)
+    dev = devstack.prepare(tmp_path / "dev")
+    assert len(from_base58(dev.identity_b58())) == 32
+    assert dev.identity.stat().st_mode & 0o777 == 0o600
