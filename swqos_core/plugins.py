@@ -261,9 +261,20 @@ def select(cfg: AppConfig, registry: Registry) -> dict[str, list[Selection]]:
         if kind not in LAYER_KINDS:
             problems.append(f"[layers.{kind}]: unknown layer kind (kinds: {', '.join(LAYER_KINDS)})")
             continue
-        for name in tables:
-            if name not in selected.get(kind, []):
-                problems.append(f"[layers.{kind}.{name}]: settings for an implementation that [pipeline] {kind} does not select")
+        for name, raw in tables.items():
+            if name in selected.get(kind, []):
+                continue
+            reg = registry.entries[kind].get(name)
+            if reg is None:
+                have = ", ".join(registry.names(kind)) or "none"
+                problems.append(f"[layers.{kind}.{name}]: no loaded plugin registers {kind} {name!r} (available: {have})")
+            elif reg.config is None:
+                if raw:
+                    problems.append(f"[layers.{kind}.{name}]: {name!r} takes no settings")
+            else:
+                # Kept ready but not selected (a standby CDN, say): still checked, so a failover
+                # is one [pipeline] line and never a surprise at the worst moment.
+                schema.build(reg.config, raw, where=f"[layers.{kind}.{name}]", base_dir=cfg.base_dir, problems=problems)
     if problems:
         raise ConfigError(problems)
     return chosen

@@ -122,7 +122,7 @@ def test_every_problem_is_reported_in_one_error(installed, tmp_path):
     assert "unknown hook 'swqos_register_authenticator'" in text
     assert "unknown implementation 'acmee' (available: acme, peer)" in text
     assert "[pipeline] auth: unknown implementation 'jwt'" in text
-    assert "[layers.client_ip.peer]" in text  # settings for an unselected implementation
+    assert "[layers.client_ip.peer]: 'peer' takes no settings" in text  # checked even when not selected
     assert len(info.value.problems) >= 6
 
 
@@ -253,3 +253,16 @@ def test_plugins_cli_lists_plugins_versions_and_registrations():
     assert "payload_match: tls_cv" in result.stdout
     assert "builtin  (swqos-core" in result.stdout
     assert "key_provider: fake  [test only]" in result.stdout
+
+
+def test_settings_for_a_standby_implementation_are_checked_but_allowed(installed, tmp_path):
+    """A standby CDN's table can stay in the file (failover is one [pipeline] line), but a typo in
+    it, or a table for an implementation nobody registers, is still an error."""
+    installed.append(FakeEntryPoint("acme", acme_plugin()))
+    ready = {"client_ip": {"acme": {"colour": "red"}}}
+    app = plugins.build_app(proxy_cfg(tmp_path, ["acme"], {"client_ip": ["peer"]}, ready))
+    assert [name for name, _ in app.layers["client_ip"]] == ["peer"]
+    with pytest.raises(ConfigError, match=r"\[layers.client_ip.acme\]: unknown key 'color'"):
+        plugins.build_app(proxy_cfg(tmp_path, ["acme"], {"client_ip": ["peer"]}, {"client_ip": {"acme": {"color": 1}}}))
+    with pytest.raises(ConfigError, match="no loaded plugin registers client_ip 'fastly'"):
+        plugins.build_app(proxy_cfg(tmp_path, ["acme"], {"client_ip": ["peer"]}, {"client_ip": {"fastly": {}}}))
