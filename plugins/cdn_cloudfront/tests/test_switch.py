@@ -14,6 +14,11 @@ enclave = "unix:///tmp/enclave.sock"
 [pipeline]
 auth = []
 client_ip = ["cloudflare"]
+[layers.client_ip.cloudflare]
+require_cdn = true
+[layers.client_ip.cloudfront]
+require_cdn = true
+client_header = "viewer-address"
 """
 
 
