@@ -29,8 +29,10 @@ from swqos_core.cdn.ranges import (
     Snapshot,
     check_lists,
     check_successor,
+    json_object,
     load_best,
     load_snapshot,
+    packaged_snapshot,
     parse_network,
 )
 from swqos_core.cdn.refresh import CdnProvider, fetch, refresh, same_ranges, snapshot_from_document
@@ -57,8 +59,10 @@ __all__ = [
     "check_lists",
     "check_successor",
     "fetch",
+    "json_object",
     "load_best",
     "load_snapshot",
+    "packaged_snapshot",
     "parse_network",
     "refresh",
     "render_aws_sg",

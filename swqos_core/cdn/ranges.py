@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import ipaddress
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -191,6 +193,29 @@ def check_successor(new: Snapshot, previous: Snapshot | None, *, serial_is_versi
             f"{new.provider}: the published version {new.serial} is older than the one in use "
             f"({previous.serial}); refusing to go back"
         )
+
+
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """Decode a published range document; refuse anything but a JSON object (an HTML error page,
+    a captive portal, a truncated download)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RangeError(f"{what} is not JSON (an HTML error page?)") from None
+    if not isinstance(doc, dict):
+        raise RangeError(f"{what} is not a JSON object")
+    return doc
+
+
+def packaged_snapshot(package: str, resource: str) -> Callable[[], Snapshot]:
+    """The loader of the snapshot a CDN plugin ships inside its package (read once, then cached)."""
+
+    @functools.cache
+    def shipped() -> Snapshot:
+        data = resources.files(package).joinpath(resource).read_bytes()
+        return Snapshot.from_json(data, where=f"{package}/{resource}")
+
+    return shipped
 
 
 def load_snapshot(path: Path) -> Snapshot:

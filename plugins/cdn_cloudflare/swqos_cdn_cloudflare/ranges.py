@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
-
-from swqos_core.cdn import CdnProvider, ParsedRanges, RangeError, Snapshot
+from swqos_core.cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
 
 API_URL = "https://api.cloudflare.com/client/v4/ips"
 SNAPSHOT_RESOURCE = "cloudflare-ips.json"
@@ -14,11 +10,8 @@ SNAPSHOT_RESOURCE = "cloudflare-ips.json"
 
 def parse_api(body: bytes) -> ParsedRanges:
     """Parse ``GET /client/v4/ips``: the v4 envelope ``{"success": true, "result": {...}}``."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise RangeError("the response is not JSON (an HTML error page?)") from None
-    if not isinstance(doc, dict) or doc.get("success") is not True:
+    doc = json_object(body, "the Cloudflare API response")
+    if doc.get("success") is not True:
         raise RangeError("the API did not report success")
     result = doc.get("result")
     if not isinstance(result, dict):
@@ -31,10 +24,7 @@ def parse_api(body: bytes) -> ParsedRanges:
     return ParsedRanges(ipv4=v4, ipv6=v6, etag=etag)
 
 
-@cache
-def shipped() -> Snapshot:
-    data = resources.files(__package__).joinpath(SNAPSHOT_RESOURCE).read_bytes()
-    return Snapshot.from_json(data, where=f"{__package__}/{SNAPSHOT_RESOURCE}")
+shipped = packaged_snapshot(__package__, SNAPSHOT_RESOURCE)
 
 
 PROVIDER = CdnProvider(

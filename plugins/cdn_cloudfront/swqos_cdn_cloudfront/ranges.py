@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
-
-from swqos_core.cdn import CdnProvider, ParsedRanges, RangeError, Snapshot
+from swqos_core.cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
 
 IP_RANGES_URL = "https://ip-ranges.amazonaws.com/ip-ranges.json"
 SERVICE = "CLOUDFRONT_ORIGIN_FACING"
@@ -23,12 +19,7 @@ def parse_ip_ranges(body: bytes) -> ParsedRanges:
 
     ``CLOUDFRONT`` (without the suffix) is the viewer-facing set: never an origin's peer.
     """
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise RangeError("the response is not JSON (an HTML error page?)") from None
-    if not isinstance(doc, dict):
-        raise RangeError("ip-ranges.json is not an object")
+    doc = json_object(body, "ip-ranges.json")
     token = doc.get("syncToken")
     if not isinstance(token, str) or not token.isascii() or not token.isdigit() or len(token) > 12:
         raise RangeError("syncToken missing or not a decimal string")
@@ -49,10 +40,7 @@ def _service_prefixes(entries: object, key: str) -> list[str]:
     return out
 
 
-@cache
-def shipped() -> Snapshot:
-    data = resources.files(__package__).joinpath(SNAPSHOT_RESOURCE).read_bytes()
-    return Snapshot.from_json(data, where=f"{__package__}/{SNAPSHOT_RESOURCE}")
+shipped = packaged_snapshot(__package__, SNAPSHOT_RESOURCE)
 
 
 PROVIDER = CdnProvider(
