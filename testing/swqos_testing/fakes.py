@@ -59,6 +59,10 @@ class FakeKeySettings:
     #: Hex bytes returned as the attestation document.
     document_hex: str = ""
     measurement: str | None = None
+    #: Block each attestation this long (a slow NSM), for back-pressure tests.
+    attest_delay_ms: int = 0
+    #: Make every attestation fail (a broken NSM), for fault-path tests.
+    attest_fails: bool = False
 
 
 class FakeKeyProvider:
@@ -66,11 +70,16 @@ class FakeKeyProvider:
         self.seed = bytes.fromhex(settings.seed_hex)
         self.document = bytes.fromhex(settings.document_hex)
         self._measurement = settings.measurement
+        self.attest_delay = settings.attest_delay_ms / 1000
+        self.attest_fails = settings.attest_fails
 
     def load(self) -> KeyMaterial:
         return KeyMaterial(bytearray(self.seed), "fake")
 
     def attest(self, public_key: bytes, nonce: bytes) -> bytes:
+        time.sleep(self.attest_delay)
+        if self.attest_fails and nonce:  # the host's own identity query (empty nonce) still works
+            raise OSError("NSM device error (fake)")
         return self.document
 
     def measurement(self) -> str | None:

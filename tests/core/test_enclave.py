@@ -146,3 +146,31 @@ def test_the_fake_key_provider_needs_permission(tmp_path):
     devstack.write_toml(dev.enclave_config, data)
     result = run_enclave(dev.enclave_config)
     assert result.returncode != 0 and "allow_test_plugins = true" in result.stderr
+
+
+def fake_key_enclave(**fake):
+    seed = bytes(range(32))
+    return {
+        "swqos": {"plugins": ["payload_tls_cv", "testing"], "allow_test_plugins": True},
+        "enclave": {"expected_public_key": to_base58(bytes(SigningKey(seed).verify_key)), "max_inflight": 1},
+        "pipeline": {"key_provider": "fake"},
+        "layers": {"key_provider": {"file": None, "fake": {"seed_hex": seed.hex(), **fake}}},
+    }
+
+
+async def test_enclave_busy_becomes_resource_exhausted(tmp_path):
+    async with static_stack(tmp_path, enclave=fake_key_enclave(attest_delay_ms=300),
+                            proxy={"proxy": {"deadline_ms": 2000}}) as stack:
+        results = await asyncio.gather(*(stack.identity(b"n", token=TRADER_TOKEN) for _ in range(3)))
+        codes = sorted(r.code.name for r in results)
+        assert "OK" in codes and "RESOURCE_EXHAUSTED" in codes, codes
+        busy = next(r for r in results if r.code is grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert busy.details == "enclave busy" and float(busy.trailing["retry-after"]) > 0
+
+
+async def test_enclave_fault_becomes_unavailable_and_the_enclave_keeps_signing(tmp_path):
+    async with static_stack(tmp_path, enclave=fake_key_enclave(attest_fails=True)) as stack:
+        result = await stack.identity(b"n", token=TRADER_TOKEN)
+        assert result.code is grpc.StatusCode.UNAVAILABLE
+        assert result.details == "enclave could not complete the request"  # no NSM detail leaks out
+        assert (await stack.sign(valid_cv(), token=TRADER_TOKEN)).code is grpc.StatusCode.OK

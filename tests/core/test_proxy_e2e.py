@@ -275,3 +275,10 @@ def test_tls12_self_probe_catches_a_process_where_the_restriction_did_not_take(t
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["plain", "False", "client_ca", "False"]
+
+
+async def test_payload_larger_than_any_cv_is_refused_by_the_host_validator(stack):
+    before = await stack.signatures_made()
+    result = await refused(stack, grpc.StatusCode.INVALID_ARGUMENT, before=before, payload=b" " * 300,
+                           token=TRADER_TOKEN)
+    assert "more than 256" in result.details  # the host refused it; it never reached the enclave
