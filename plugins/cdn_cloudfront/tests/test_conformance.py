@@ -1,8 +1,9 @@
 """The cloudfront resolver against the shared client-IP conformance suite."""
 
-import json
 import logging
 from pathlib import Path
+
+from cloudfront_helpers import ip_ranges
 
 from swqos_cdn_cloudfront.resolver import CloudFrontResolver, CloudFrontSettings
 from swqos_core.layers import BuildContext
@@ -15,19 +16,6 @@ def build(settings: CloudFrontSettings) -> CloudFrontResolver:
     return CloudFrontResolver(settings, ctx)
 
 
-def ip_ranges(ipv4, ipv6, serial, service="CLOUDFRONT_ORIGIN_FACING"):
-    return json.dumps({
-        "syncToken": str(serial), "createDate": "2026-11-01-00-00-00",
-        "prefixes": [{"ip_prefix": p, "region": "GLOBAL", "network_border_group": "GLOBAL", "service": service}
-                     for p in ipv4]
-        + [{"ip_prefix": "13.32.0.0/15", "region": "GLOBAL", "network_border_group": "GLOBAL", "service": "CLOUDFRONT"},
-           {"ip_prefix": "3.5.140.0/22", "region": "ap-northeast-2", "network_border_group": "ap-northeast-2",
-            "service": "AMAZON"}],
-        "ipv6_prefixes": [{"ipv6_prefix": p, "region": "GLOBAL", "network_border_group": "GLOBAL", "service": service}
-                          for p in ipv6]
-        + [{"ipv6_prefix": "2600:9000::/28", "region": "GLOBAL", "network_border_group": "GLOBAL",
-            "service": "CLOUDFRONT"}],
-    }).encode()
 
 
 class TestCloudFrontViewerAddressConformance(ClientIpResolverConformance):

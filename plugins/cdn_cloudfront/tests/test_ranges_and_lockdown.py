@@ -1,31 +1,14 @@
 """CloudFront: ip-ranges.json parsing, syncToken ordering, `swqos cdn refresh|render cloudfront`."""
 
 import ipaddress
-import json
 
 import pytest
+from cloudfront_helpers import ip_ranges
 
 from swqos_cdn_cloudfront.ranges import PREFIX_LISTS, PROVIDER, parse_ip_ranges, shipped
 from swqos_core.cdn import RangeError, load_snapshot, render_aws_sg, render_nftables, render_terraform, run_cdn_command
 from swqos_testing.conformance import RangeDocumentServer
 from swqos_testing.conformance.lockdown import aws_cli_accepts, check_aws_sg, check_terraform, have, nft_check
-
-
-def ip_ranges(ipv4, ipv6, serial, service="CLOUDFRONT_ORIGIN_FACING"):
-    return json.dumps({
-        "syncToken": str(serial), "createDate": "2026-11-01-00-00-00",
-        "prefixes": [{"ip_prefix": p, "region": "GLOBAL", "network_border_group": "GLOBAL", "service": service}
-                     for p in ipv4]
-        + [{"ip_prefix": "13.32.0.0/15", "region": "GLOBAL", "network_border_group": "GLOBAL", "service": "CLOUDFRONT"},
-           {"ip_prefix": "3.5.140.0/22", "region": "ap-northeast-2", "network_border_group": "ap-northeast-2",
-            "service": "AMAZON"}],
-        "ipv6_prefixes": [{"ipv6_prefix": p, "region": "GLOBAL", "network_border_group": "GLOBAL", "service": service}
-                          for p in ipv6]
-        + [{"ipv6_prefix": "2600:9000::/28", "region": "GLOBAL", "network_border_group": "GLOBAL",
-            "service": "CLOUDFRONT"}],
-    }).encode()
-
-
 
 V4 = ["130.176.0.0/18", "15.158.0.0/16"]
 V6 = ["2600:9000:1400::/39"]
