@@ -1,6 +1,6 @@
 """The ``swqos`` command line.
 
-Core commands (``serve``, ``enclave``, ``config``, ``plugins``, ``demo``) import only the
+Core commands (``serve``, ``enclave``, ``config``, ``plugins``) import only the
 plugins a config names. Any other command comes from a plugin's ``swqos_add_commands`` hook,
 so the parser for those is built with every installed plugin loaded.
 """
@@ -13,15 +13,12 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 from swqos_core import __version__, config, plugins, schema
 from swqos_core.errors import ConfigError
 
-CORE_COMMANDS = {"serve", "enclave", "config", "plugins", "demo", "admin", "manifest", "verify-release", "release"}
+CORE_COMMANDS = {"serve", "enclave", "config", "plugins"}
 log = logging.getLogger("swqos.cli")
 
 
@@ -45,8 +42,6 @@ async def _serve_until_stopped(cfg: config.AppConfig) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.dev:
-        return run_dev(args)
     if not args.config:
         print("swqos serve: give --config FILE, or --dev for the local development stack", file=sys.stderr)
         return 2
@@ -55,74 +50,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_enclave_process(config_path: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``swqos enclave`` as a child process (the dev stack and the test harness)."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, "-m", "swqos_core.cli", "enclave", "--config", str(config_path)],
-        stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,
-    )
-
-
-async def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise ConfigError(f"the enclave exited with code {proc.returncode} before listening")
-        if loop.time() > deadline:
-            raise ConfigError(f"the enclave did not listen on {path} within {timeout:.0f}s")
-        await asyncio.sleep(0.05)
-
-
-def run_dev(args: argparse.Namespace) -> int:
-    from swqos_core import devstack
-
-    root = Path(args.dev_dir) if args.dev_dir else Path(tempfile.mkdtemp(prefix="swqos-dev-"))
-    dev = devstack.prepare(root, listen=args.listen or "127.0.0.1:8443")
-
-    async def main() -> None:
-        from swqos_core.server import start_proxy
-
-        enclave = start_enclave_process(dev.enclave_config, dev.root / "enclave.log")
-        try:
-            await wait_for_socket(dev.socket, enclave)
-            proxy = await start_proxy(config.load(dev.config, process="proxy"))
-            target = f"localhost:{proxy.port}"
-            from swqos_ratelimit.defaults import dev_notice
-
-            print(DEV_BANNER.format(root=dev.root, target=target, identity=dev.identity_b58(),
-                                    pid=enclave.pid, limits=dev_notice()), flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            await proxy.stop()
-        finally:
-            enclave.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                enclave.wait(5)
-
-    asyncio.run(main())
-    return 0
-
-
-DEV_BANNER = """
-swqos development stack (NOT for production: generated keys, self-signed TLS, dev token issuer)
-
-  directory      {root}
-  host-proxy     {target}   (gRPC, TLS 1.3 only; trust ca.pem)
-  enclave        pid {pid}, unix socket {root}/enclave.sock
-  identity       {identity}
-  {limits}
-
-Call it (grpcurl):
-  grpcurl -cacert {root}/ca.pem -H "authorization: Bearer $(cat {root}/trader.jwt)" \\
-    -d '{{"payload": "<base64 CertificateVerify>"}}' {target} swqos.v1.Signer/SignCertificateVerify
-More tokens:   swqos token issue --dev-dir {root} --sub alice --ttl 300
-Stop:          Ctrl-C
-"""
+def run_dev(argv: list[str]) -> int:
+    """``serve --dev`` is the development stack's ``swqos dev`` command, from the swqos-dev distribution."""
+    if "dev" not in plugins.installed_entry_points():
+        print("swqos serve --dev: the development stack is not installed; pip install swqos-dev", file=sys.stderr)
+        return 2
+    rest = [a for a in argv if a not in ("serve", "--dev")]
+    return main(["dev", *rest])
 
 
 # --- enclave -------------------------------------------------------------------------------
@@ -170,12 +104,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if problems or registry.problems else 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from swqos_core.demo import run_demo
-
-    return run_demo(args)
-
-
 # --- parser --------------------------------------------------------------------------------
 def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swqos", description="swqos signing proxy")
@@ -185,11 +113,10 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
                         help="log lines as text (development) or JSON (production); default $SWQOS_LOG_FORMAT or text")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the host-proxy")
+    p = sub.add_parser("serve", help="run the host-proxy",
+                       description="Run the host-proxy. 'swqos serve --dev [...]' runs 'swqos dev [...]', the "
+                                   "local development stack (the swqos-dev distribution).")
     p.add_argument("--config", help="host-proxy TOML file")
-    p.add_argument("--dev", action="store_true", help="run the local development stack (enclave + proxy)")
-    p.add_argument("--dev-dir", help="where --dev writes its keys and configs (default: a new temporary dir)")
-    p.add_argument("--listen", help="--dev listen address (default 127.0.0.1:8443)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("enclave", help="run the enclave signer")
@@ -206,16 +133,6 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="also list each implementation's settings")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("demo", help="start a dev stack and sign a CertificateVerify through it")
-    p.set_defaults(func=cmd_demo)
-
-    from swqos_core import release
-    from swqos_core.admin.cli import add_commands as add_admin_commands
-    from swqos_core.killswitch.cli import add_commands as add_manifest_commands
-
-    add_admin_commands(sub)
-    add_manifest_commands(sub)
-    release.add_commands(sub)
     if with_plugins:
         pm, _, problems = plugins.load_plugins(None)
         for problem in problems:
@@ -227,6 +144,8 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
+    if first == "serve" and "--dev" in argv:
+        return run_dev(argv)
     parser = build_parser(with_plugins=first not in CORE_COMMANDS)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.log_format)

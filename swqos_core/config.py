@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from swqos_core import schema
-from swqos_core.admin.settings import AdminSettings
 from swqos_core.errors import ConfigError
 
 Process = Literal["proxy", "enclave"]
@@ -68,22 +67,8 @@ class ProxySettings:
     client_ca: Path | None = None
     #: Seconds between enclave health pings.
     enclave_ping_interval: float = 1.0
-    #: ``[proxy.admin]``: the operator's admin API and /metrics; off when the table is absent.
-    admin: AdminSettings | None = None
-    #: JSON-lines audit log (one line per decision and per admin action), created 0600; off when unset.
-    audit_log: Path | None = None
-    #: Release integrity at boot (docs/kill-switch.md): a signed release manifest of the installed
-    #: swqos distributions; when set, the proxy refuses to start on any mismatch.
-    verify_release_manifest: Path | None = None
-    verify_release_signature: Path | None = None
-    verify_release_public_key: Path | None = None
-    verify_release_key_id: str | None = None
 
     def __post_init__(self) -> None:
-        release = (self.verify_release_manifest, self.verify_release_signature, self.verify_release_public_key)
-        if any(release) and not all(release):
-            raise ValueError("verify_release_manifest, verify_release_signature and verify_release_public_key "
-                             "go together: set all three or none")
         if not 1 <= self.max_request_bytes <= 64 * 1024:
             raise ValueError("max_request_bytes must be between 1 and 65536")
         if not 1 <= self.deadline_ms <= 10_000:
@@ -101,6 +86,8 @@ class ProxyPipeline:
     rate_limit: list[str] = field(default_factory=list)
     validate: list[str] = field(default_factory=lambda: ["limits"])
     revocation: list[str] = field(default_factory=list)
+    #: Background services (admin listener, audit log, release check), started in this order.
+    services: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -126,6 +113,9 @@ class EnclavePipeline:
     signer: str = "ed25519"
 
 
+#: ``[pipeline]`` keys that are not spelled as their layer kind (``services = [...]`` selects kind ``service``).
+PIPELINE_KEY_KINDS = {"services": "service"}
+
 PROCESS_SECTIONS: dict[Process, tuple[str, type, type]] = {
     "proxy": ("proxy", ProxySettings, ProxyPipeline),
     "enclave": ("enclave", EnclaveSettings, EnclavePipeline),
@@ -146,8 +136,8 @@ class AppConfig:
     def selected(self) -> dict[str, list[str]]:
         """Layer kind → implementation names chosen in ``[pipeline]``, in order."""
         out: dict[str, list[str]] = {}
-        for kind, value in vars(self.pipeline).items():
-            out[kind] = list(value) if isinstance(value, list) else [value]
+        for key, value in vars(self.pipeline).items():
+            out[PIPELINE_KEY_KINDS.get(key, key)] = list(value) if isinstance(value, list) else [value]
         return out
 
 

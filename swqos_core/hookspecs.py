@@ -24,11 +24,13 @@ A registration hook receives one argument, ``register``, a callable::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from swqos_core.extensions import AdminOperation, DecisionObserver, MetricsCollector, StatusReporter
     from swqos_core.plugins import App, Register
 
 hookspec = pluggy.HookspecMarker("swqos")
@@ -107,6 +109,21 @@ def swqos_register_revocation_sources(register: Register) -> None:
     """
 
 
+@hookspec
+def swqos_register_services(register: Register) -> None:
+    """Register services: background parts of the host-proxy with their own settings.
+
+    :param register: call ``register(name, factory, config)`` once per service.
+
+    The factory builds a :class:`~swqos_core.layers.Service` (the admin listener, the audit log,
+    the boot-time release check). Selected with ``[pipeline] services = [...]``, settings in
+    ``[layers.service.<name>]``. Services start in the listed order after the kill switch and
+    before the listener binds; a ``start`` that raises stops startup. They close in reverse.
+
+    Called once at host-proxy startup, and by ``swqos plugins``.
+    """
+
+
 # --- registration hooks: enclave layers ---------------------------------------------------
 
 
@@ -151,6 +168,72 @@ def swqos_register_signers(register: Register) -> None:
     """
 
 
+# --- contributions: called once at host-proxy startup, after every layer is built --------
+
+
+@hookspec
+def swqos_register_observers(app: App, register: Callable[[str, DecisionObserver], None]) -> None:
+    """Register decision observers: called with every :class:`~swqos_core.extensions.Decision`.
+
+    :param app: the configured :class:`~swqos_core.plugins.App`; find your own layers in
+        ``app.layers``.
+    :param register: call ``register(name, observer)``; ``observer(decision)`` runs on the event
+        loop for every decided call and must not block. An exception in it is logged and ignored.
+
+    Called once at host-proxy startup, after the layers are built and before the listener binds.
+    No observer registered means no Decision is ever built.
+    """
+
+
+@hookspec
+def swqos_register_metrics(app: App, register: Callable[[MetricsCollector], None]) -> None:
+    """Register metrics collectors, read when ``/metrics`` is scraped.
+
+    :param app: the configured :class:`~swqos_core.plugins.App`.
+    :param register: call ``register(collector)`` with a
+        :class:`~swqos_core.extensions.MetricsCollector`. Two collectors declaring one family
+        name is a startup error naming both plugins.
+
+    Called once at host-proxy startup, after the layers are built and before the listener binds.
+    """
+
+
+@hookspec
+def swqos_register_admin_operations(app: App, register: Callable[[AdminOperation], None]) -> None:
+    """Register admin API operations, served as ``/v1/<name>`` by the admin listener.
+
+    :param app: the configured :class:`~swqos_core.plugins.App`.
+    :param register: call ``register(operation)`` with an
+        :class:`~swqos_core.extensions.AdminOperation`. Two plugins registering one name is a
+        startup error naming both.
+
+    Called once at host-proxy startup, after the layers are built and before the listener binds.
+    """
+
+
+@hookspec
+def swqos_register_status(app: App, register: Callable[[str, StatusReporter], None]) -> None:
+    """Register sections of the operator's status view (``/v1/status``, the dashboard).
+
+    :param app: the configured :class:`~swqos_core.plugins.App`.
+    :param register: call ``register(name, report)``; ``report()`` returns a JSON-serializable
+        mapping, read on the event loop when the status is asked for. One owner per name.
+
+    Called once at host-proxy startup, after the layers are built and before the listener binds.
+    """
+
+
+@hookspec(historic=True)
+def swqos_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hook specifications that a feature package owns (``swqos_register_cdn_providers``).
+
+    :param pluginmanager: the process's plugin manager; call ``pluginmanager.add_hookspecs(module)``.
+
+    Historic: called for every plugin as it is registered, before any other hook is checked, so
+    plugins loaded later may implement the new hooks (pytest's ``pytest_addhooks``).
+    """
+
+
 # --- lifecycle ----------------------------------------------------------------------------
 
 
@@ -162,7 +245,8 @@ def swqos_startup(app: App) -> Any:
         ``app.layers``, ``app.state``).
     :returns: ``None`` or an awaitable, which is awaited. An exception aborts startup.
 
-    Called on every loaded plugin, in pluggy's order (last registered first).
+    Called on every loaded plugin, in pluggy's order (last registered first), after the listener
+    is serving and the enclave connection has started.
     """
 
 
@@ -171,8 +255,9 @@ def swqos_shutdown(app: App) -> Any:
     """Called once when a host-proxy or enclave stops, after it stopped serving.
 
     :param app: the same :class:`~swqos_core.plugins.App` given to :func:`swqos_startup`.
-    :returns: ``None`` or an awaitable, which is awaited. Exceptions are logged and ignored,
-        so every plugin gets its turn.
+    :returns: ``None`` or an awaitable, which is awaited. An exception (raised, or from the
+        awaitable) is logged with the plugin's name and does not stop the others: every plugin
+        gets its turn.
     """
 
 

@@ -3,8 +3,8 @@
 Plugins register *factories* for these objects through the hooks in :mod:`swqos_core.hookspecs`;
 the pipeline (:mod:`swqos_core.pipeline`) calls the objects in a fixed order on every request.
 
-Every layer object may also define ``async def start(self)`` and ``async def close(self)``;
-the host-proxy and the enclave call them once around serving.
+A layer object that also satisfies :class:`Startable` or :class:`Closable` is started and
+closed once around serving, in the order :func:`swqos_core.pipeline.layer_start_order` derives.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from swqos_core.net import IPAddress, address_key
 
 if TYPE_CHECKING:
+    from swqos_core.plugins import App
     from swqos_core.state import ServiceState
 
 Role = Literal["trader", "probe", "admin"]
@@ -88,6 +89,12 @@ class Call:
     started: float = 0.0
     client: ClientAddress | None = None
     principal: Principal | None = None
+    #: The request body as received; the ``decode`` stage fills ``payload`` (or ``nonce``) from it.
+    raw: bytes = b""
+    nonce: bytes = b""
+    #: The answer, once the ``enclave`` stage has it.
+    signature: bytes | None = None
+    identity: tuple[bytes, bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -169,6 +176,33 @@ class RevocationSource(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class Service(Protocol):
+    """A background part of the host-proxy with its own settings (admin listener, audit log).
+
+    ``start`` receives the running :class:`~swqos_core.plugins.App` (layers, state, the enclave
+    view and every registered contribution); raise to stop startup. ``close`` releases it.
+    """
+
+    async def start(self, app: App) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Startable(Protocol):
+    """A layer with work to do before the first request (load a snapshot, start polling)."""
+
+    async def start(self) -> None: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A layer holding resources to release when the process stops."""
+
+    async def close(self) -> None: ...
+
+
 # --- enclave layers ------------------------------------------------------------------------
 
 
@@ -233,6 +267,7 @@ LAYER_KINDS: dict[str, tuple[type, Literal["one", "many"], Literal["proxy", "enc
     "rate_limit": (RateLimiter, "many", "proxy"),
     "validate": (RequestValidator, "many", "proxy"),
     "revocation": (RevocationSource, "many", "proxy"),
+    "service": (Service, "many", "proxy"),
     "payload_match": (PayloadMatcher, "one", "enclave"),
     "key_provider": (KeyProvider, "one", "enclave"),
     "signer": (Signer, "one", "enclave"),

@@ -1,20 +1,15 @@
-"""The order of the defense layers, in one place.
+"""The order of the defense layers, in one table.
 
-A SignCertificateVerify call goes through these stages, top to bottom; the first that
-refuses ends the call, and owns the refusal (its status, its reason, its metric label):
-
-    decode         body ≤ max_request_bytes, then a strict protobuf decode  (server.py)
-    admission      halted by the kill switch or draining → UNAVAILABLE
-    client_ip      which client this is: CDN headers if the peer is a CDN edge, else the peer
-    address_limit  per-address limits and bans, before any expensive check (protects the verifier)
-    auth           the credential → a Principal (UNAUTHENTICATED / PERMISSION_DENIED)
-    authorize      only traders may sign; probes may only read the identity
-    subject_limit  per-trader limits, only now that the subject is verified
-    validate       body checks: payload present and small, deadline not passed
-    enclave        over the socket: payload_match → sign, inside the enclave
+A SignCertificateVerify call goes through the stages of :data:`STAGES`, top to bottom; the first
+that refuses ends the call and owns the refusal (its status, its reason, its metric label).
+GetIdentity runs the same table up to and including ``auth`` (any role may read the identity),
+then asks the enclave for the identity instead of a signature.
 
 An exception that is not a :class:`Rejection` is a fault of that stage: it is logged and
-becomes a refusal with the stage's own status (fail closed), never a pass.
+becomes a refusal with the stage's own ``fault`` status (fail closed), never a pass.
+
+The server derives from the same table which layer kinds start first and stop last
+(:func:`layer_start_order`), and the metrics derive the stage names they accept.
 """
 
 from __future__ import annotations
@@ -22,182 +17,211 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from swqos_core.enclave.client import EnclaveClient
-from swqos_core.errors import Rejection, permission_denied, unauthenticated, unavailable
-from swqos_core.layers import (
-    Authenticator,
-    Call,
-    ClientAddress,
-    ClientIpResolver,
-    RateLimiter,
-    RequestHead,
-    RequestValidator,
-)
+from swqos_core.errors import Rejection, invalid_argument, permission_denied, resource_exhausted, unauthenticated, unavailable
+from swqos_core.extensions import Decision, DecisionObserver
+from swqos_core.layers import Authenticator, Call, ClientAddress, ClientIpResolver, RateLimiter, RequestValidator
 from swqos_core.net import parse_peer
 from swqos_core.state import ServiceState
+from swqos_proto import signer_pb2
 
 log = logging.getLogger("swqos.pipeline")
 
-STAGES = (
-    "decode",
-    "admission",
-    "client_ip",
-    "address_limit",
-    "auth",
-    "authorize",
-    "subject_limit",
-    "validate",
-    "enclave",
-)
-ENCLAVE_STAGES = ("payload_match", "sign")
-
-#: The status a stage's unexpected fault turns into: the refusal that stage would have made.
-FAULT_STATUS = {
-    "decode": grpc.StatusCode.INVALID_ARGUMENT,
-    "admission": grpc.StatusCode.UNAVAILABLE,
-    "client_ip": grpc.StatusCode.PERMISSION_DENIED,
-    "address_limit": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "auth": grpc.StatusCode.UNAUTHENTICATED,
-    "authorize": grpc.StatusCode.PERMISSION_DENIED,
-    "subject_limit": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "validate": grpc.StatusCode.INVALID_ARGUMENT,
-    "enclave": grpc.StatusCode.UNAVAILABLE,
-}
+StageFn = Callable[["Pipeline", Call], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """One line of the audit log, and the input of every metric about requests."""
+class Stage:
+    """One row of the table: the stage's name, the status its faults become, the layer kind it calls."""
 
-    rpc: str
-    request_id: str
-    outcome: str  # "OK" or the gRPC status name
-    stage: str | None  # the stage that refused, None when signed
-    label: str | None  # bounded reason label for metrics
-    reason: str | None
-    subject: str | None
-    client: str | None
-    payload_len: int
-    payload_sha256: str | None
-    latency: float  # seconds
-    stage_seconds: dict[str, float]
+    name: str
+    fault: grpc.StatusCode
+    #: The layer kind whose objects this stage calls (None: the kernel decides alone).
+    layer: str | None
+    run: StageFn
+
+
+# --- the stages, in the order of the table below ---------------------------------------------
+async def _decode(p: Pipeline, call: Call) -> None:
+    """Body ≤ max_request_bytes, then a strict protobuf decode: only the canonical encoding passes."""
+    raw = call.raw
+    if len(raw) > p.max_request_bytes:
+        raise resource_exhausted(f"request is {len(raw)} bytes, the limit is {p.max_request_bytes}", label="too_large")
+    message_type = signer_pb2.SignCertificateVerifyRequest if call.head.rpc == "SignCertificateVerify" \
+        else signer_pb2.GetIdentityRequest
+    try:
+        message = message_type.FromString(raw)
+    except DecodeError:
+        raise invalid_argument("malformed request", label="malformed") from None
+    message.DiscardUnknownFields()
+    if message.SerializeToString() != raw:  # unknown fields, wrong wire types, repeated fields
+        raise invalid_argument("malformed request: unexpected fields", label="malformed")
+    if call.head.rpc == "SignCertificateVerify":
+        call.payload = message.payload
+    else:
+        if len(message.nonce) > 64:
+            raise invalid_argument("nonce longer than 64 bytes", label="nonce")
+        call.nonce = message.nonce
+
+
+async def _admission(p: Pipeline, call: Call) -> None:
+    if p.state.halted:
+        raise unavailable("signing is halted by the operator's kill switch", label="halted")
+    if p.state.draining:
+        raise unavailable("this proxy is draining; retry another", label="draining")
+
+
+async def _client_ip(p: Pipeline, call: Call) -> None:
+    for resolver in p.client_ip:
+        client = await resolver.resolve(call.head)
+        if client is not None:
+            call.client = client
+            return
+    call.client = ClientAddress(parse_peer(call.head.peer), "peer", call.head.peer)
+
+
+async def _address_limit(p: Pipeline, call: Call) -> None:
+    assert call.client is not None
+    for limiter in p.rate_limit:
+        await limiter.check_address(call.head, call.client)
+
+
+async def _auth(p: Pipeline, call: Call) -> None:
+    assert call.client is not None
+    for authenticator in p.auth:
+        principal = await authenticator.authenticate(call.head, call.client)
+        if principal is not None:
+            call.principal = principal
+            return
+    raise unauthenticated("missing credential: send 'authorization: Bearer <token>'", label="no_credential")
+
+
+async def _authorize(p: Pipeline, call: Call) -> None:
+    assert call.principal is not None
+    if call.principal.role != "trader":
+        raise permission_denied(f"role {call.principal.role!r} may not sign", label="role")
+
+
+async def _subject_limit(p: Pipeline, call: Call) -> None:
+    assert call.principal is not None and call.client is not None
+    for limiter in p.rate_limit:
+        await limiter.check_principal(call.head, call.principal, call.client)
+
+
+async def _validate(p: Pipeline, call: Call) -> None:
+    for validator in p.validate:
+        await validator.validate(call)
+
+
+async def _enclave(p: Pipeline, call: Call) -> None:
+    call.signature = await p.enclave.sign(call.payload, _trace(call))
+
+
+#: The stage order. Everything else (identity's prefix, start and stop order, metric stage
+#: names, the docs' diagram, checked by a test) derives from this table.
+STAGES: tuple[Stage, ...] = (
+    Stage("decode", grpc.StatusCode.INVALID_ARGUMENT, None, _decode),
+    Stage("admission", grpc.StatusCode.UNAVAILABLE, None, _admission),
+    Stage("client_ip", grpc.StatusCode.PERMISSION_DENIED, "client_ip", _client_ip),
+    Stage("address_limit", grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit", _address_limit),
+    Stage("auth", grpc.StatusCode.UNAUTHENTICATED, "auth", _auth),
+    Stage("authorize", grpc.StatusCode.PERMISSION_DENIED, None, _authorize),
+    Stage("subject_limit", grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit", _subject_limit),
+    Stage("validate", grpc.StatusCode.INVALID_ARGUMENT, "validate", _validate),
+    Stage("enclave", grpc.StatusCode.UNAVAILABLE, None, _enclave),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+#: GetIdentity: the gate up to authentication, whatever the role.
+IDENTITY_PREFIX: int = STAGE_NAMES.index("auth") + 1
+#: What the enclave checks after the host let a call through (its own refusal labels).
+ENCLAVE_STAGES = ("payload_match", "sign")
+#: Layer kinds that run in the background rather than in a stage, started before any stage's.
+BACKGROUND_KINDS = ("revocation", "service")
+
+
+def layer_start_order() -> tuple[str, ...]:
+    """Host-proxy layer kinds in the order they start: background first, then by first stage use.
+
+    The kill switch starts first so a persisted halt applies before the first request; layers
+    close in the reverse order.
+    """
+    kinds: list[str] = list(BACKGROUND_KINDS)
+    for stage in STAGES:
+        if stage.layer is not None and stage.layer not in kinds:
+            kinds.append(stage.layer)
+    return tuple(kinds)
 
 
 @dataclass
 class Pipeline:
-    """The host-proxy's layers, in stage order. Built once at startup by the server."""
+    """The host-proxy's layers, ready for the stages. Built once at startup by the server."""
 
     client_ip: tuple[ClientIpResolver, ...]
-    address_limit: tuple[RateLimiter, ...]
+    rate_limit: tuple[RateLimiter, ...]
     auth: tuple[Authenticator, ...]
-    subject_limit: tuple[RateLimiter, ...]
     validate: tuple[RequestValidator, ...]
     enclave: EnclaveClient
     state: ServiceState
+    max_request_bytes: int = 1024
     #: Called with every Decision (audit log, metrics). Exceptions are logged and ignored.
-    observers: list[Callable[[Decision], None]] = field(default_factory=list)
+    observers: list[DecisionObserver] = field(default_factory=list)
+    stages: tuple[Stage, ...] = STAGES
 
     async def sign(self, call: Call) -> bytes:
         """Run every stage for SignCertificateVerify; return the signature or raise Rejection."""
-        timings: dict[str, float] = {}
-        stage = "admission"
+        await self._run(call, self.stages)
+        assert call.signature is not None
+        return call.signature
+
+    async def identity(self, call: Call) -> tuple[bytes, bytes]:
+        """GetIdentity: the table's prefix up to ``auth``, then the enclave's identity."""
+        await self._run(call, self.stages[:IDENTITY_PREFIX], identity=True)
+        assert call.identity is not None
+        return call.identity
+
+    async def _run(self, call: Call, stages: tuple[Stage, ...], *, identity: bool = False) -> None:
+        timings: dict[str, float] | None = {} if self.observers else None
+        name = stages[0].name
+        t = time.perf_counter()
         try:
-            t = time.perf_counter()
-            self._admit()
-            timings[stage] = _lap(t)
-            stage, t = "client_ip", time.perf_counter()
-            call.client = await self._resolve_client(call.head)
-            timings[stage] = _lap(t)
-            stage, t = "address_limit", time.perf_counter()
-            for limiter in self.address_limit:
-                await limiter.check_address(call.head, call.client)
-            timings[stage] = _lap(t)
-            stage, t = "auth", time.perf_counter()
-            call.principal = await self._authenticate(call.head, call.client)
-            timings[stage] = _lap(t)
-            stage = "authorize"
-            if call.principal.role != "trader":
-                raise permission_denied(f"role {call.principal.role!r} may not sign", label="role")
-            stage, t = "subject_limit", time.perf_counter()
-            for limiter in self.subject_limit:
-                await limiter.check_principal(call.head, call.principal, call.client)
-            timings[stage] = _lap(t)
-            stage, t = "validate", time.perf_counter()
-            for validator in self.validate:
-                await validator.validate(call)
-            timings[stage] = _lap(t)
-            stage, t = "enclave", time.perf_counter()
-            signature = await self.enclave.sign(call.payload, _trace(call.head))
-            timings[stage] = _lap(t)
+            for stage in stages:
+                name = stage.name
+                await stage.run(self, call)
+                if timings is not None:
+                    now = time.perf_counter()
+                    timings[name], t = now - t, now
+            if identity:
+                name = "enclave"
+                public_key, _, _, document = await self.enclave.identity(call.nonce, _trace(call))
+                call.identity = (public_key, document)
         except Rejection as exc:
-            timings.setdefault(stage, _lap(t))  # the refusing stage is timed too
-            exc.stage = exc.stage or stage
+            if timings is not None:  # the refusing stage is timed too
+                timings.setdefault(name, time.perf_counter() - t)
+            exc.stage = exc.stage or name
             self.decide(call, exc, timings)
             raise
         except Exception as exc:
-            timings.setdefault(stage, _lap(t))
-            rejection = self._fault(stage, exc)
+            if timings is not None:
+                timings.setdefault(name, time.perf_counter() - t)
+            rejection = self._fault(name, exc)
             self.decide(call, rejection, timings)
             raise rejection from None
         self.decide(call, None, timings)
-        return signature
-
-    async def identity(self, call: Call, nonce: bytes) -> tuple[bytes, bytes]:
-        """GetIdentity: the same gate up to authentication (any role), then ask the enclave."""
-        timings: dict[str, float] = {}
-        stage = "client_ip"
-        try:
-            call.client = await self._resolve_client(call.head)
-            stage = "address_limit"
-            for limiter in self.address_limit:
-                await limiter.check_address(call.head, call.client)
-            stage = "auth"
-            call.principal = await self._authenticate(call.head, call.client)
-            stage = "enclave"
-            public_key, _, _, document = await self.enclave.identity(nonce, _trace(call.head))
-        except Rejection as exc:
-            exc.stage = exc.stage or stage
-            self.decide(call, exc, timings)
-            raise
-        except Exception as exc:
-            rejection = self._fault(stage, exc)
-            self.decide(call, rejection, timings)
-            raise rejection from None
-        self.decide(call, None, timings)
-        return public_key, document
-
-    # --- stages ----------------------------------------------------------------------------
-    def _admit(self) -> None:
-        if self.state.halted:
-            raise unavailable("signing is halted by the operator's kill switch", label="halted")
-        if self.state.draining:
-            raise unavailable("this proxy is draining; retry another", label="draining")
-
-    async def _resolve_client(self, head: RequestHead) -> ClientAddress:
-        for resolver in self.client_ip:
-            client = await resolver.resolve(head)
-            if client is not None:
-                return client
-        return ClientAddress(parse_peer(head.peer), "peer", head.peer)
-
-    async def _authenticate(self, head: RequestHead, client: ClientAddress):
-        for authenticator in self.auth:
-            principal = await authenticator.authenticate(head, client)
-            if principal is not None:
-                return principal
-        raise unauthenticated("missing credential: send 'authorization: Bearer <token>'", label="no_credential")
 
     # --- bookkeeping -----------------------------------------------------------------------
     def _fault(self, stage: str, exc: BaseException) -> Rejection:
         log.error("stage %s failed unexpectedly; refusing the request", stage, exc_info=exc)
-        return Rejection(FAULT_STATUS[stage], f"refused: internal fault in {stage}", stage=stage, label="fault")
+        fault = next((s.fault for s in STAGES if s.name == stage), grpc.StatusCode.UNAVAILABLE)
+        return Rejection(fault, f"refused: internal fault in {stage}", stage=stage, label="fault")
 
-    def decide(self, call: Call, rejection: Rejection | None, timings: dict[str, float]) -> None:
+    def decide(self, call: Call, rejection: Rejection | None, timings: dict[str, float] | None = None) -> None:
+        """Hand the call's outcome to every observer; builds nothing when there are none."""
         if not self.observers:
             return
         decision = Decision(
@@ -212,21 +236,17 @@ class Pipeline:
             payload_len=len(call.payload),
             payload_sha256=hashlib.sha256(call.payload).hexdigest() if call.payload else None,
             latency=time.monotonic() - call.started,
-            stage_seconds=timings,
+            stage_seconds=timings or {},
         )
         for observer in self.observers:
             try:
                 observer(decision)
-            except Exception:
+            except Exception:  # an observer must never turn a decision around
                 log.exception("decision observer failed")
 
 
-def _lap(started: float) -> float:
-    return time.perf_counter() - started
-
-
-def _trace(head: RequestHead) -> int:
+def _trace(call: Call) -> int:
     try:
-        return int(head.request_id, 16) & 0xFFFFFFFFFFFFFFFF
+        return int(call.head.request_id, 16) & 0xFFFFFFFFFFFFFFFF
     except ValueError:
         return 0

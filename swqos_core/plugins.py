@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ import pluggy
 from swqos_core import hookspecs, schema
 from swqos_core.config import AppConfig
 from swqos_core.errors import ConfigError
+from swqos_core.extensions import AdminOperation, DecisionObserver, EnclaveView, MetricsCollector, StatusReporter
 from swqos_core.layers import LAYER_KINDS, BuildContext
 
 ENTRY_POINT_GROUP = "swqos.plugins"
@@ -32,6 +33,7 @@ HOOK_KINDS: dict[str, str] = {
     "swqos_register_rate_limiters": "rate_limit",
     "swqos_register_request_validators": "validate",
     "swqos_register_revocation_sources": "revocation",
+    "swqos_register_services": "service",
     "swqos_register_payload_matchers": "payload_match",
     "swqos_register_key_providers": "key_provider",
     "swqos_register_signers": "signer",
@@ -40,6 +42,22 @@ assert set(HOOK_KINDS.values()) == set(LAYER_KINDS)
 
 #: Built-in implementations, registered like any plugin (datasette's DEFAULT_PLUGINS).
 BUILTIN_PLUGINS = ("swqos_core.builtin.plugin",)
+
+#: First-party plugins by entry-point name → the distribution to install for it, so a config that
+#: names a plugin that is not installed gets told what to ``pip install``.
+FIRST_PARTY_DISTRIBUTIONS: dict[str, str] = {
+    "auth_jwt": "swqos-auth-jwt",
+    "ratelimit": "swqos-ratelimit",
+    "payload_tls_cv": "swqos-payload-tls-cv",
+    "kms_nitro": "swqos-kms-nitro",
+    "cdn": "swqos-cdn",
+    "cdn_cloudflare": "swqos-cdn-cloudflare",
+    "cdn_cloudfront": "swqos-cdn-cloudfront",
+    "killswitch": "swqos-killswitch",
+    "ops": "swqos-ops",
+    "dev": "swqos-dev",
+    "testing": "swqos-testing",
+}
 
 
 class Register(Protocol):
@@ -112,7 +130,46 @@ def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
 def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("swqos")
     pm.add_hookspecs(hookspecs)
+    # Historic: every plugin registered from now on may add the hook specs its feature owns.
+    pm.hook.swqos_addhooks.call_historic(kwargs={"pluginmanager": pm})
     return pm
+
+
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
+def each_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, pluggy.HookCaller]]:
+    """Yield ``(plugin name, caller)`` for every plugin that implements ``hook_name``.
+
+    Each caller is a pluggy subset of the hook holding that plugin's implementation and every
+    wrapper, so calls still go through pluggy (wrappers and ``add_hookcall_monitoring`` see
+    them) while the kernel knows which plugin each registration came from.
+    """
+    caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
+    impls = caller.get_hookimpls()
+    wrappers = {id(i.plugin) for i in impls if _is_wrapper(i)}
+    for impl in impls:
+        if _is_wrapper(impl):
+            continue
+        others = [p for p in pm.get_plugins() if p is not impl.plugin and id(p) not in wrappers]
+        yield impl.plugin_name, pm.subset_hook_caller(hook_name, others)
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any, BaseException | None]]:
+    """Call a hook plugin by plugin, so one plugin's exception does not skip the others.
+
+    Returns ``(plugin name, result, exception)`` for each; the caller decides what a failure means.
+    """
+    results: list[tuple[str, Any, BaseException | None]] = []
+    for name, caller in each_plugin(pm, hook_name):
+        try:
+            out = caller(**kwargs)
+        except Exception as exc:
+            results.append((name, None, exc))
+            continue
+        results.append((name, out[0] if out else None, None))
+    return results
 
 
 def load_plugins(
@@ -151,7 +208,9 @@ def load_plugins(
         eps = available.get(name, [])
         if not eps:
             have = ", ".join(sorted(available)) or "none"
-            problems.append(f"[swqos] plugins: plugin {name!r} is not installed (installed plugins: {have})")
+            dist = FIRST_PARTY_DISTRIBUTIONS.get(name)
+            hint = f"; install the {dist} distribution (pip install {dist})" if dist else ""
+            problems.append(f"[swqos] plugins: plugin {name!r} is not installed{hint} (installed plugins: {have})")
             continue
         if len({_dist_of(ep) for ep in eps}) > 1:
             owners = ", ".join(f"{d} {v}" for d, v in sorted({_dist_of(ep) for ep in eps}))
@@ -190,13 +249,12 @@ def _hook_names() -> list[str]:
 
 
 def collect_registrations(pm: pluggy.PluginManager, loaded: list[LoadedPlugin]) -> Registry:
-    """Call every registration hook once; the core owns collisions and error messages."""
+    """Call every registration hook once per plugin; the core owns collisions and error messages."""
     registry = Registry()
-    by_module = {id(p.module): p for p in loaded}
+    by_name = {p.name: p for p in loaded}
     for hook_name, kind in HOOK_KINDS.items():
-        caller = getattr(pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
-            owner = by_module.get(id(impl.plugin)) or LoadedPlugin(impl.plugin_name, "unknown", "unknown", impl.plugin)
+        for plugin_name, caller in each_plugin(pm, hook_name):
+            owner = by_name.get(plugin_name) or LoadedPlugin(plugin_name, "unknown", "unknown", None)
 
             def register(
                 name: str,
@@ -214,7 +272,7 @@ def collect_registrations(pm: pluggy.PluginManager, loaded: list[LoadedPlugin]) 
                 )
 
             try:
-                impl.function(register=register)
+                caller(register=register)
             except Exception as exc:  # a broken plugin must not take the others' errors away
                 registry.problems.append(f"plugin {owner.name!r}: {hook_name} failed: {type(exc).__name__}: {exc}")
     return registry
@@ -309,8 +367,18 @@ def build_layers(
 
 
 @dataclass
+class Contributions:
+    """What plugins registered through the contribution hooks, each with its owner's plugin name."""
+
+    observers: list[tuple[str, str, DecisionObserver]] = field(default_factory=list)  # (owner, name, fn)
+    metrics: list[tuple[str, MetricsCollector]] = field(default_factory=list)  # (owner, collector)
+    admin_operations: dict[str, tuple[str, AdminOperation]] = field(default_factory=dict)
+    status: dict[str, tuple[str, StatusReporter]] = field(default_factory=dict)
+
+
+@dataclass
 class App:
-    """A configured process: its plugin manager, registrations and built layers."""
+    """A configured process: its plugin manager, registrations, built layers and contributions."""
 
     process: str
     config: AppConfig
@@ -319,12 +387,92 @@ class App:
     registry: Registry
     layers: dict[str, list[tuple[str, Any]]]
     state: Any = None  # ServiceState in the host-proxy
+    #: The host-proxy's enclave connection, read-only to plugins; None in the enclave and the CLI.
+    enclave: EnclaveView | None = None
+    contributions: Contributions = field(default_factory=Contributions)
 
     def one(self, kind: str) -> Any:
         return self.layers[kind][0][1]
 
     def all(self, kind: str) -> tuple[Any, ...]:
         return tuple(obj for _, obj in self.layers.get(kind, []))
+
+    def owner(self, plugin_name: str) -> str:
+        """``plugin 'x' (dist version)`` for messages naming a plugin."""
+        p = next((p for p in self.plugins if p.name == plugin_name), None)
+        return f"plugin {plugin_name!r}" + (f" ({p.distribution} {p.version})" if p else "")
+
+
+def collect_contributions(app: App) -> Contributions:
+    """Call the contribution hooks plugin by plugin; raise one ConfigError naming every problem.
+
+    A name registered twice names both owners; a hook that raises names its plugin and the hook;
+    a contribution that does not satisfy its Protocol is refused.
+    """
+    c = Contributions()
+    problems: list[str] = []
+    families: dict[str, str] = {}
+    observer_names: dict[str, str] = {}
+
+    def clash(what: str, name: str, first: str, second: str) -> None:
+        problems.append(f"{what} {name!r} is registered twice: by {app.owner(first)} and by {app.owner(second)}")
+
+    def run(hook_name: str, make: Callable[[str], Callable[..., None]]) -> None:
+        for plugin_name, caller in each_plugin(app.pm, hook_name):
+            try:
+                caller(app=app, register=make(plugin_name))
+            except Exception as exc:  # named and reported; nothing starts
+                problems.append(f"{app.owner(plugin_name)}: {hook_name} failed: {type(exc).__name__}: {exc}")
+
+    def observers(owner: str) -> Callable[..., None]:
+        def register(name: str, observer: DecisionObserver) -> None:
+            if not callable(observer):
+                problems.append(f"{app.owner(owner)}: observer {name!r} is not callable")
+            elif name in observer_names:
+                clash("observer", name, observer_names[name], owner)
+            else:
+                observer_names[name] = owner
+                c.observers.append((owner, name, observer))
+        return register
+
+    def metrics(owner: str) -> Callable[..., None]:
+        def register(collector: MetricsCollector) -> None:
+            if not isinstance(collector, MetricsCollector):
+                problems.append(f"{app.owner(owner)}: {type(collector).__name__} is not a MetricsCollector")
+                return
+            for family in collector.families:
+                if family.name in families:
+                    clash("metric", family.name, families[family.name], owner)
+                families[family.name] = owner
+            c.metrics.append((owner, collector))
+        return register
+
+    def operations(owner: str) -> Callable[..., None]:
+        def register(operation: AdminOperation) -> None:
+            if not isinstance(operation, AdminOperation):
+                problems.append(f"{app.owner(owner)}: {type(operation).__name__} is not an AdminOperation")
+            elif operation.name in c.admin_operations:
+                clash("admin operation", operation.name, c.admin_operations[operation.name][0], owner)
+            else:
+                c.admin_operations[operation.name] = (owner, operation)
+        return register
+
+    def status(owner: str) -> Callable[..., None]:
+        def register(name: str, report: StatusReporter) -> None:
+            if name in c.status:
+                clash("status section", name, c.status[name][0], owner)
+            else:
+                c.status[name] = (owner, report)
+        return register
+
+    run("swqos_register_observers", observers)
+    run("swqos_register_metrics", metrics)
+    run("swqos_register_admin_operations", operations)
+    run("swqos_register_status", status)
+    if problems:
+        raise ConfigError(problems)
+    app.contributions = c
+    return c
 
 
 def build_app(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+import os
 import random
 import ssl
 import time
@@ -18,19 +20,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from swqos_core import TLS13_ONLY_CIPHER_SUITES, __version__
-from swqos_core.admin.server import OpsRuntime, start_ops
 from swqos_core.config import AppConfig, ProxySettings
 from swqos_core.enclave.client import EnclaveClient
-from swqos_core.errors import ConfigError, Rejection, invalid_argument, resource_exhausted
-from swqos_core.layers import Call, RequestHead, RpcName
+from swqos_core.errors import ConfigError, Rejection
+from swqos_core.layers import Call, Closable, RequestHead, RpcName, Startable
 from swqos_core.logs import set_request_id
-from swqos_core.pipeline import Pipeline
-from swqos_core.plugins import App, build_app
+from swqos_core.pipeline import Pipeline, layer_start_order
+from swqos_core.plugins import App, build_app, call_each, collect_contributions
 from swqos_core.state import ServiceState
 from swqos_proto import SERVICE, signer_pb2
 
@@ -72,40 +72,32 @@ class SignerService:
 
     def __init__(self, pipeline: Pipeline, settings: ProxySettings) -> None:
         self.pipeline = pipeline
-        self.max_request_bytes = settings.max_request_bytes
         self.deadline = settings.deadline_ms / 1000
 
     async def sign(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        call = self._call("SignCertificateVerify", context)
+        call = self._call("SignCertificateVerify", raw, context)
         try:
             async with asyncio.timeout_at(self._loop_deadline(call)):
-                request = self._decode(raw, signer_pb2.SignCertificateVerifyRequest, call)
-                call.payload = request.payload
                 signature = await self.pipeline.sign(call)
         except Rejection as exc:
             await self._refuse(context, exc)
         except TimeoutError:
-            await self._refuse(context, Rejection(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded",
-                                                  stage="deadline", label="deadline"), call)
+            await self._refuse(context, _deadline_exceeded(), call)
         return signer_pb2.SignCertificateVerifyResponse(signature=signature).SerializeToString()
 
     async def identity(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        call = self._call("GetIdentity", context)
+        call = self._call("GetIdentity", raw, context)
         try:
             async with asyncio.timeout_at(self._loop_deadline(call)):
-                request = self._decode(raw, signer_pb2.GetIdentityRequest, call)
-                if len(request.nonce) > 64:
-                    raise self._decode_refusal(call, invalid_argument("nonce longer than 64 bytes", label="nonce"))
-                public_key, document = await self.pipeline.identity(call, request.nonce)
+                public_key, document = await self.pipeline.identity(call)
         except Rejection as exc:
             await self._refuse(context, exc)
         except TimeoutError:
-            await self._refuse(context, Rejection(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded",
-                                                  stage="deadline", label="deadline"), call)
+            await self._refuse(context, _deadline_exceeded(), call)
         return signer_pb2.GetIdentityResponse(public_key=public_key, attestation_document=document).SerializeToString()
 
     # --- helpers ---------------------------------------------------------------------------
-    def _call(self, rpc: RpcName, context: grpc.aio.ServicerContext) -> Call:
+    def _call(self, rpc: RpcName, raw: bytes, context: grpc.aio.ServicerContext) -> Call:
         now = time.monotonic()
         remaining = context.time_remaining()
         budget = self.deadline if remaining is None else min(self.deadline, remaining)
@@ -118,36 +110,22 @@ class SignerService:
             request_id=f"{random.getrandbits(64):016x}",
         )
         set_request_id(head.request_id)  # this call's task: every log line carries it (swqos_core.logs)
-        return Call(head=head, payload=b"", deadline=now + budget, started=now)
+        return Call(head=head, payload=b"", deadline=now + budget, started=now, raw=raw)
 
     def _loop_deadline(self, call: Call) -> float:
         loop = asyncio.get_running_loop()
         return loop.time() + (call.deadline - time.monotonic())
 
-    def _decode(self, raw: bytes, message_type: type, call: Call):
-        if len(raw) > self.max_request_bytes:
-            raise self._decode_refusal(call, resource_exhausted(
-                f"request is {len(raw)} bytes, the limit is {self.max_request_bytes}", label="too_large"))
-        try:
-            message = message_type.FromString(raw)
-        except DecodeError:
-            raise self._decode_refusal(call, invalid_argument("malformed request", label="malformed")) from None
-        message.DiscardUnknownFields()
-        if message.SerializeToString() != raw:  # unknown fields, wrong wire types, repeated fields
-            raise self._decode_refusal(call, invalid_argument("malformed request: unexpected fields", label="malformed"))
-        return message
-
-    def _decode_refusal(self, call: Call, rejection: Rejection) -> Rejection:
-        rejection.stage = "decode"
-        self.pipeline.decide(call, rejection, {})
-        return rejection
-
     async def _refuse(self, context: grpc.aio.ServicerContext, rejection: Rejection, call: Call | None = None) -> None:
         if call is not None:
-            self.pipeline.decide(call, rejection, {})
+            self.pipeline.decide(call, rejection)
         if rejection.retry_after is not None:
             context.set_trailing_metadata((("retry-after", f"{max(rejection.retry_after, 0.0):.3f}"),))
         await context.abort(rejection.code, rejection.reason)
+
+
+def _deadline_exceeded() -> Rejection:
+    return Rejection(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded", stage="deadline", label="deadline")
 
 
 def _health_updater(state: ServiceState, servicer: health.aio.HealthServicer) -> None:
@@ -220,24 +198,46 @@ class ProxyServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
-    #: Audit log, metrics and admin listener (swqos_core.admin.server).
-    ops: OpsRuntime | None = None
 
     async def stop(self, grace: float | None = 1.0) -> None:
-        if self.ops is not None:
-            await self.ops.close()
         await self.server.stop(grace)
-        for kind in ("revocation", "rate_limit", "auth", "client_ip", "validate"):
-            for _, layer in self.app.layers.get(kind, []):
-                close = getattr(layer, "close", None)
-                if close is not None:
-                    with contextlib.suppress(Exception):
-                        await close()
+        await close_layers(self.app)
         await self.enclave.close()
-        for result in self.app.pm.hook.swqos_shutdown(app=self.app):
-            if asyncio.iscoroutine(result):
-                with contextlib.suppress(Exception):
-                    await result
+        await run_shutdown(self.app)
+
+
+async def start_layers(app: App) -> None:
+    """Start every layer in :func:`layer_start_order`; the kill switch first (a persisted halt
+    applies before the first request), then services, then the stages' layers."""
+    for kind in layer_start_order():
+        for _, layer in app.layers.get(kind, []):
+            if kind == "service":
+                await layer.start(app)
+            elif isinstance(layer, Startable):
+                await layer.start()
+
+
+async def close_layers(app: App) -> None:
+    """Close layers in the reverse start order; one layer's failure is logged, the rest still close."""
+    for kind in reversed(layer_start_order()):
+        for name, layer in reversed(app.layers.get(kind, [])):
+            if isinstance(layer, Closable):
+                try:
+                    await layer.close()
+                except Exception:  # shutting down: log it, close the others
+                    log.exception("closing %s layer %r failed", kind, name)
+
+
+async def run_shutdown(app: App) -> None:
+    """Every plugin's ``swqos_shutdown``, each in turn; a failure is logged with the plugin's name."""
+    for name, result, exc in call_each(app.pm, "swqos_shutdown", app=app):
+        if exc is None and inspect.isawaitable(result):
+            try:
+                await result
+            except Exception as err:
+                exc = err
+        if exc is not None:
+            log.error("plugin %r: swqos_shutdown failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -249,30 +249,25 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tuple = ()) -> ProxyServer:
     """Build every layer, bind the TLS 1.3 listener, prove TLS 1.2 is refused, start serving."""
-    import os
-
     if os.environ.get("GRPC_SSL_CIPHER_SUITES") != TLS13_ONLY_CIPHER_SUITES:
         raise ConfigError("GRPC_SSL_CIPHER_SUITES was changed after swqos_core was imported; TLS 1.3-only "
                           "cannot be guaranteed")
     settings: ProxySettings = cfg.settings
-    if settings.verify_release_manifest is not None:
-        from swqos_core.release import enforce_release
-
-        enforce_release(settings.verify_release_manifest, settings.verify_release_signature,  # type: ignore[arg-type]
-                        settings.verify_release_public_key, settings.verify_release_key_id)  # type: ignore[arg-type]
     state = ServiceState(__version__)
     app = build_app(cfg, state=state, extra_plugins=extra_plugins, blocked=blocked)
     enclave = EnclaveClient(settings.enclave, state, max_inflight=settings.max_enclave_inflight,
                             ping_interval=settings.enclave_ping_interval)
-    limiters = app.all("rate_limit")
+    app.enclave = enclave
+    contributions = collect_contributions(app)  # before anything binds: collisions stop startup here
     pipeline = Pipeline(
         client_ip=app.all("client_ip"),
-        address_limit=limiters,
+        rate_limit=app.all("rate_limit"),
         auth=app.all("auth"),
-        subject_limit=limiters,
         validate=app.all("validate"),
         enclave=enclave,
         state=state,
+        max_request_bytes=settings.max_request_bytes,
+        observers=[observer for _, _, observer in contributions.observers],
     )
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", HARD_MESSAGE_CAP),
@@ -295,30 +290,24 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     host, port = split_listen(settings.listen)
+    proxy = ProxyServer(app, state, pipeline, enclave, server, 0, health_servicer)
     try:
-        bound = server.add_secure_port(f"{'[' + host + ']' if ':' in host else host}:{port}",
-                                       server_credentials(settings))
-    except RuntimeError as exc:
-        raise ConfigError(f"[proxy] listen: cannot bind {settings.listen}: {exc}") from None
-    proxy = ProxyServer(app, state, pipeline, enclave, server, bound, health_servicer)
-    try:
-        # Layers first: the kill switch applies a persisted halt before the first request can arrive.
-        for kind in ("revocation", "client_ip", "auth", "rate_limit", "validate"):
-            for _, layer in app.layers.get(kind, []):
-                start = getattr(layer, "start", None)
-                if start is not None:
-                    await start()
+        await start_layers(app)
+        try:
+            proxy.port = server.add_secure_port(f"{'[' + host + ']' if ':' in host else host}:{port}",
+                                                server_credentials(settings))
+        except RuntimeError as exc:
+            raise ConfigError(f"[proxy] listen: cannot bind {settings.listen}: {exc}") from None
         state.subscribe(lambda: _health_updater(state, health_servicer))
         await server.start()
-        if not await tls12_refused(settings, host, bound):
+        if not await tls12_refused(settings, host, proxy.port):
             raise ConfigError("a TLS 1.2 handshake succeeded against this proxy; refusing to serve (docs/tls.md)")
         await enclave.start()
         for result in app.pm.hook.swqos_startup(app=app):
-            if asyncio.iscoroutine(result):
+            if inspect.isawaitable(result):
                 await result
-        proxy.ops = await start_ops(settings=settings, app=app, state=state, pipeline=pipeline, enclave=enclave)
     except BaseException:
         await proxy.stop(None)
         raise
-    log.info("swqos %s host-proxy listening on %s:%d (TLS 1.3 only)", __version__, host, bound)
+    log.info("swqos %s host-proxy listening on %s:%d (TLS 1.3 only)", __version__, host, proxy.port)
     return proxy

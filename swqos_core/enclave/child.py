@@ -1,0 +1,49 @@
+"""Running the enclave signer as a child process (the dev stack, the test kit, the benchmark).
+
+In production the enclave is a Nitro Enclave started by ``nitro-cli``; on a developer's machine
+it is a plain child process on a Unix socket. The child is asked to die with its parent
+(``PR_SET_PDEATHSIG``), so a SIGKILLed parent never leaves a key-holding process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from swqos_core.errors import ConfigError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's normal shutdown still stops it
+        pass
+
+
+def start_enclave_process(config_path: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``swqos enclave --config CONFIG`` as a child that dies with this process."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "swqos_core.cli", "enclave", "--config", str(config_path)],
+        stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+
+
+async def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Wait until the child listens on ``path``; raise ConfigError if it exits or takes too long."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise ConfigError(f"the enclave exited with code {proc.returncode} before listening")
+        if loop.time() > deadline:
+            raise ConfigError(f"the enclave did not listen on {path} within {timeout:.0f}s")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,135 @@
+"""What plugins contribute besides layers: decision observers, metrics, admin operations, status.
+
+Each is registered through a hook in :mod:`swqos_core.hookspecs` that runs once at host-proxy
+startup, after every layer is built, so a plugin can hand over objects that read its own layers.
+The kernel collects them (two owners of one name is a startup error naming both), and the
+plugins that serve them (the operations plugin: audit log, ``/metrics``, the admin API) consume
+them from :class:`~swqos_core.plugins.App`. Nothing here is called by duck typing: a
+contribution either satisfies its Protocol at registration or startup stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one call: one line of the audit log, the input of every request metric.
+
+    Built lazily by the pipeline, only when at least one observer is registered.
+    """
+
+    rpc: str
+    request_id: str
+    outcome: str  # "OK" or the gRPC status name
+    stage: str | None  # the stage that refused, None when signed
+    label: str | None  # bounded reason label for metrics
+    reason: str | None
+    subject: str | None
+    client: str | None
+    payload_len: int
+    payload_sha256: str | None
+    latency: float  # seconds
+    stage_seconds: Mapping[str, float] = field(default_factory=dict)
+
+
+#: Called on the event loop with every Decision; must return quickly (hand slow work to a thread).
+DecisionObserver = Callable[[Decision], None]
+
+MetricKind = Literal["counter", "gauge"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricFamily:
+    """A metric a plugin owns: its full name (``swqos_<plugin>_...``), kind, help and label names."""
+
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+#: One sample: (family name, label values in the family's label order, value).
+Sample = tuple[str, tuple[str, ...], float]
+
+
+@runtime_checkable
+class MetricsCollector(Protocol):
+    """State metrics read when ``/metrics`` is scraped, on the event loop (layers are not thread-safe)."""
+
+    @property
+    def families(self) -> tuple[MetricFamily, ...]:
+        """Every family this collector may emit; names are checked for collisions at startup."""
+        ...
+
+    def collect(self) -> Iterable[Sample]:
+        """Current samples; a sample whose family is not in :attr:`families` is dropped and counted."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The authenticated operator behind an admin request, as the audit log names it (never the credential)."""
+
+    method: str  # "token", "certificate" or "socket"
+    name: str
+    token_id: str | None = None
+    #: Peer credentials of a Unix-socket caller (SO_PEERCRED), when known.
+    uid: int | None = None
+    pid: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.method}:{self.name}" + (f" ({self.token_id})" if self.token_id else "")
+
+
+class AdminError(Exception):
+    """An admin operation refused or failed; ``status`` is the HTTP status, ``message`` is for the operator."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+#: ``handler(params, actor) -> result``: ``params`` is the request's JSON object (already checked to
+#: be an object), the result a JSON-serializable mapping. Raise :class:`AdminError` to refuse.
+AdminHandler = Callable[[Mapping[str, Any], Actor], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminOperation:
+    """One admin API operation, served as ``POST /v1/<name>`` (``GET`` when it changes nothing)."""
+
+    name: str
+    handler: AdminHandler
+    description: str
+    #: Changes state: audited as a change, needs a CSRF token in the dashboard, refused while read-only.
+    mutating: bool = True
+    #: Parameter name → one-line description (help text, ``swqos admin``, the dashboard's forms).
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+#: ``report() -> section``: a JSON-serializable mapping shown under ``name`` in ``/v1/status``.
+StatusReporter = Callable[[], Mapping[str, Any]]
+
+
+@runtime_checkable
+class EnclaveView(Protocol):
+    """What plugins may read of the host-proxy's enclave connection (never sign through it)."""
+
+    address: str
+    #: The enclave's own signature counter at its last answer (it alone counts them); None until known.
+    enclave_signatures: int | None
+    round_trips: int
+    #: Requests refused at once because ``max_enclave_inflight`` were already in flight.
+    busy_refusals: int
+
+    @property
+    def inflight(self) -> int: ...
+
+    async def identity(self, nonce: bytes, trace_id: int = 0) -> tuple[bytes, int, str | None, bytes]:
+        """Ask the enclave now: (public key, signatures so far, PCR0 hex or None, attestation document)."""
+        ...
