@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(p: dict[str, Any], dev: devstack.DevDir, tmpdir: Path, cfg_full: Path, cfg_flood: Path,
         args: argparse.Namespace) -> int:
-    from swqos_core.cli import start_enclave_process
+    from swqos_core.enclave.child import start_enclave_process
 
     started = time.time()
     ca = dev.ca.read_bytes()

@@ -15,7 +15,7 @@ import grpc
 from nacl.signing import VerifyKey
 
 from swqos_core import config, devstack
-from swqos_core.cli import start_enclave_process, wait_for_socket
+from swqos_core.enclave.child import start_enclave_process, wait_for_socket
 from swqos_core.identity import to_base58
 from swqos_proto import SIGN_METHOD, signer_pb2
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Literal
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -58,3 +60,66 @@ def address_key(ip: IPAddress | None, peer: str = "") -> int | str:
     if isinstance(ip, IPv4Address):
         return int(ip)
     return (int(ip) >> 64) | (1 << 128)  # tag bit keeps IPv6 keys apart from IPv4 ints
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """Where a listener binds or a client connects: ``tcp`` host and port, a ``unix`` path, or ``vsock``."""
+
+    kind: Literal["tcp", "unix", "vsock"]
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    cid: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix://{self.path}"
+        if self.kind == "vsock":
+            return f"vsock://{self.cid}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """A TCP address only this host can reach (a Unix socket or vsock is not TCP: False)."""
+        if self.kind != "tcp":
+            return False
+        if self.host == "localhost":
+            return True
+        ip = parse_ip(self.host)
+        return ip is not None and ip.is_loopback
+
+
+def parse_listen(text: str, *, where: str, kinds: tuple[str, ...] = ("tcp",)) -> ListenAddress:
+    """The one parser of listen and connect addresses: ``HOST:PORT``, ``[V6]:PORT``, ``unix:///path``,
+    ``vsock://CID:PORT``; ``kinds`` says which this setting accepts. Raises ValueError naming ``where``."""
+    def fail(expected: str) -> ValueError:
+        allowed = " or ".join({"tcp": "HOST:PORT", "unix": "unix:///path", "vsock": "vsock://CID:PORT"}[k] for k in kinds)
+        return ValueError(f"{where}: {expected}; expected {allowed}, got {text!r}")
+
+    if text.startswith("unix://"):
+        if "unix" not in kinds:
+            raise fail("a unix socket is not allowed here")
+        path = text[len("unix://"):]
+        if not path.startswith("/") or "\0" in path:
+            raise fail("a unix address needs an absolute path")
+        return ListenAddress("unix", path=path)
+    if text.startswith("vsock://"):
+        if "vsock" not in kinds:
+            raise fail("a vsock address is not allowed here")
+        cid, sep, port = text[len("vsock://"):].partition(":")
+        if not (sep and cid.isdigit() and port.isdigit()) or int(port) > 0xFFFFFFFF:
+            raise fail("CID and PORT must be integers")
+        return ListenAddress("vsock", cid=int(cid), port=int(port))
+    if "tcp" not in kinds:
+        raise fail("a TCP address is not allowed here")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise fail("no valid port")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise fail("unbalanced brackets")
+        host = host[1:-1]
+    if host not in ("localhost", "") and parse_ip(host) is None:
+        raise fail("the host must be an IP address or localhost")
+    return ListenAddress("tcp", host=host or "0.0.0.0", port=int(port))  # noqa: S104 (an empty host means all)

@@ -29,6 +29,7 @@ from swqos_core.enclave.client import EnclaveClient
 from swqos_core.errors import ConfigError, Rejection
 from swqos_core.layers import Call, Closable, RequestHead, RpcName, Startable
 from swqos_core.logs import set_request_id
+from swqos_core.net import parse_listen
 from swqos_core.pipeline import Pipeline, layer_start_order
 from swqos_core.plugins import App, build_app, call_each, collect_contributions
 from swqos_core.state import ServiceState
@@ -241,10 +242,11 @@ async def run_shutdown(app: App) -> None:
 
 
 def split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"[proxy] listen: expected HOST:PORT, got {listen!r}")
-    return host.strip("[]"), int(port)
+    try:
+        addr = parse_listen(listen, where="[proxy] listen")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return addr.host, addr.port
 
 
 async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tuple = ()) -> ProxyServer:

@@ -27,6 +27,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from swqos_core.net import parse_listen
+
 LENGTH = struct.Struct(">I")
 HEADER = struct.Struct(">BIQ")
 MAX_NONCE = 512
@@ -128,17 +130,5 @@ def decode_identity(data: bytes) -> tuple[bytes, int, str | None, bytes]:
 
 def parse_address(address: str) -> tuple[str, str | tuple[int, int]]:
     """``unix:///path`` → ("unix", "/path"); ``vsock://CID:PORT`` → ("vsock", (cid, port))."""
-    if address.startswith("unix://"):
-        path = address[len("unix://") :]
-        if not path.startswith("/"):
-            raise ValueError(f"{address!r}: a unix address needs an absolute path (unix:///run/x.sock)")
-        return "unix", path
-    if address.startswith("vsock://"):
-        cid, sep, port = address[len("vsock://") :].partition(":")
-        if not sep:
-            raise ValueError(f"{address!r}: expected vsock://CID:PORT")
-        try:
-            return "vsock", (int(cid), int(port))
-        except ValueError:
-            raise ValueError(f"{address!r}: CID and PORT must be integers") from None
-    raise ValueError(f"{address!r}: expected unix:///path or vsock://CID:PORT")
+    addr = parse_listen(address, where="enclave address", kinds=("unix", "vsock"))
+    return ("unix", addr.path) if addr.kind == "unix" else ("vsock", (addr.cid, addr.port))

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from swqos_core import config, devstack
-from swqos_core.cli import start_enclave_process, wait_for_socket
+from swqos_core.enclave.child import start_enclave_process, wait_for_socket
 from swqos_core.enclave.client import query_identity
 from swqos_core.identity import from_base58
 from swqos_core.server import ProxyServer, start_proxy
