@@ -229,8 +229,9 @@ def swqos_addhooks(pluginmanager: pluggy.PluginManager) -> None:
 
     :param pluginmanager: the process's plugin manager; call ``pluginmanager.add_hookspecs(module)``.
 
-    Historic: called for every plugin as it is registered, before any other hook is checked, so
-    plugins loaded later may implement the new hooks (pytest's ``pytest_addhooks``).
+    Called for every plugin as it is registered (a historic hook), before any other hook is
+    checked, so plugins loaded in any order may implement the new hooks (pytest's
+    ``pytest_addhooks``).
     """
 
 

@@ -40,6 +40,14 @@ HOOK_KINDS: dict[str, str] = {
 }
 assert set(HOOK_KINDS.values()) == set(LAYER_KINDS)
 
+#: Hooks called once per host-proxy with the built app (:func:`collect_contributions`).
+CONTRIBUTION_HOOKS = (
+    "swqos_register_observers",
+    "swqos_register_metrics",
+    "swqos_register_admin_operations",
+    "swqos_register_status",
+)
+
 #: Built-in implementations, registered like any plugin (datasette's DEFAULT_PLUGINS).
 BUILTIN_PLUGINS = ("swqos_core.builtin.plugin",)
 
@@ -465,10 +473,8 @@ def collect_contributions(app: App) -> Contributions:
                 c.status[name] = (owner, report)
         return register
 
-    run("swqos_register_observers", observers)
-    run("swqos_register_metrics", metrics)
-    run("swqos_register_admin_operations", operations)
-    run("swqos_register_status", status)
+    for hook_name, make in zip(CONTRIBUTION_HOOKS, (observers, metrics, operations, status), strict=True):
+        run(hook_name, make)
     if problems:
         raise ConfigError(problems)
     app.contributions = c
