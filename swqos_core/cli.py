@@ -71,13 +71,21 @@ def cmd_enclave(args: argparse.Namespace) -> int:
 
 # --- config check / plugins ----------------------------------------------------------------
 def cmd_config_check(args: argparse.Namespace) -> int:
-    cfg = config.load(args.file)
-    pm, loaded, problems = plugins.load_plugins(cfg.core.plugins)
-    registry = plugins.collect_registrations(pm, loaded)
-    registry.problems[:0] = problems
-    plugins.select(cfg, registry)  # raises ConfigError listing everything
-    print(f"{args.file}: valid {cfg.process} configuration")
-    for kind, names in cfg.selected().items():
+    """Exit 0: valid; 1: invalid (one line per problem); 2: usage (argparse)."""
+    from swqos_core.check import check
+
+    report = check(args.file, strict=args.strict)
+    for warning in report.warnings:
+        print(f"warning: {warning} (an error with --strict)", file=sys.stderr)
+    if report.problems:
+        print(f"{args.file}: invalid ({len(report.problems)} problem{'s' * (len(report.problems) != 1)})",
+              file=sys.stderr)
+        for problem in report.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    mode = "strict" if report.strict else "not strict: a loopback listener"
+    print(f"{args.file}: valid {report.process} configuration ({mode})")
+    for kind, names in report.selected.items():
         print(f"  {kind:14} {', '.join(names) or '-'}")
     return 0
 
@@ -125,8 +133,16 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
-    c = csub.add_parser("check", help="validate a config without starting anything")
-    c.add_argument("file")
+    c = csub.add_parser("check", help="check a config as startup would, without binding or connecting",
+                        description="Check a host-proxy or enclave config: every section, every file it loads, "
+                                    "placeholders, and each plugin's own checks. Exit codes: 0 valid, 1 invalid, "
+                                    "2 usage.")
+    c.add_argument("file", help="the TOML file to check")
+    strictness = c.add_mutually_exclusive_group()
+    strictness.add_argument("--strict", action="store_true", default=None,
+                            help="also refuse unsafe setups of a public proxy (default for a non-loopback listener)")
+    strictness.add_argument("--no-strict", dest="strict", action="store_false",
+                            help="report those setups as warnings only")
     c.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
@@ -154,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
+    except ConfigError as exc:  # an invalid config: exit 1, like config check (2 is for usage errors)
         print(exc.render(), file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

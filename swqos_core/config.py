@@ -67,8 +67,40 @@ class ProxySettings:
     client_ca: Path | None = None
     #: Seconds between enclave health pings.
     enclave_ping_interval: float = 1.0
+    #: A TLS handshake not complete within this is dropped (slow-handshake floods).
+    tls_handshake_timeout_ms: int = 5000
+    #: Open connections at once; past it new connections are closed at accept (grpc core's
+    #: connection quota). CDN edges multiplex many traders on few connections.
+    max_connections: int = 2048
+    #: A connection with no call for this long gets a GOAWAY.
+    connection_idle_s: float = 300.0
+    #: Any connection is recycled after this long (GOAWAY, then ``connection_age_grace_s``).
+    connection_max_age_s: float = 3600.0
+    connection_age_grace_s: float = 10.0
+    #: HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    max_streams_per_connection: int = 100
+    #: Calls being handled at once across all connections; past it, RESOURCE_EXHAUSTED at once.
+    max_concurrent_rpcs: int = 1024
+    #: Seconds between returns of freed heap memory to the kernel (0: never); see swqos_core/memory.py.
+    memory_trim_interval_s: float = 10.0
+    #: glibc malloc arenas (fewer arenas: less memory kept after a flood; 0 leaves glibc's default).
+    malloc_arenas: int = 2
 
     def __post_init__(self) -> None:
+        if not 0 <= self.memory_trim_interval_s <= 3600 or not 0 <= self.malloc_arenas <= 64:
+            raise ValueError("memory_trim_interval_s must be in [0, 3600] and malloc_arenas in [0, 64]")
+        if not 100 <= self.tls_handshake_timeout_ms <= 60_000:
+            raise ValueError("tls_handshake_timeout_ms must be between 100 and 60000")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise ValueError("max_connections must be between 1 and 1000000")
+        if not 1 <= self.connection_idle_s <= 86_400 or not 1 <= self.connection_max_age_s <= 7 * 86_400:
+            raise ValueError("connection_idle_s must be in [1, 86400] and connection_max_age_s in [1, 604800]")
+        if not 0 <= self.connection_age_grace_s <= 600:
+            raise ValueError("connection_age_grace_s must be between 0 and 600")
+        if not 1 <= self.max_streams_per_connection <= 10_000:
+            raise ValueError("max_streams_per_connection must be between 1 and 10000")
+        if not 1 <= self.max_concurrent_rpcs <= 1_000_000:
+            raise ValueError("max_concurrent_rpcs must be between 1 and 1000000")
         if not 1 <= self.max_request_bytes <= 64 * 1024:
             raise ValueError("max_request_bytes must be between 1 and 65536")
         if not 1 <= self.deadline_ms <= 10_000:
@@ -88,6 +120,8 @@ class ProxyPipeline:
     revocation: list[str] = field(default_factory=list)
     #: Background services (admin listener, audit log, release check), started in this order.
     services: list[str] = field(default_factory=list)
+    #: Where limits, bans and admin changes live (``memory``; ``sqlite`` or ``redis`` from swqos-state).
+    store: str = "memory"
 
 
 @dataclass
@@ -101,7 +135,20 @@ class EnclaveSettings:
     max_frame_bytes: int = 2048
     #: Requests being processed at once per connection; more is a protocol error.
     max_inflight: int = 256
+    #: Open connections at once; a new one past this closes the least recently active one.
     max_connections: int = 16
+    #: A frame's bytes must all arrive within this once its first byte has.
+    frame_timeout_ms: int = 2000
+    #: A connection with no frame for this long is closed (the host-proxy pings every second).
+    idle_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_connections <= 1024:
+            raise ValueError("max_connections must be between 1 and 1024")
+        if not 10 <= self.frame_timeout_ms <= 60_000:
+            raise ValueError("frame_timeout_ms must be between 10 and 60000")
+        if not 2 <= self.idle_timeout_s <= 3600:
+            raise ValueError("idle_timeout_s must be between 2 and 3600")
 
 
 @dataclass
@@ -137,7 +184,8 @@ class AppConfig:
         """Layer kind → implementation names chosen in ``[pipeline]``, in order."""
         out: dict[str, list[str]] = {}
         for key, value in vars(self.pipeline).items():
-            out[PIPELINE_KEY_KINDS.get(key, key)] = list(value) if isinstance(value, list) else [value]
+            names = value if isinstance(value, list) else [value]
+            out[PIPELINE_KEY_KINDS.get(key, key)] = [n for n in names if isinstance(n, str)]
         return out
 
 
@@ -156,12 +204,23 @@ def detect_process(data: dict[str, Any]) -> Process | None:
     return has[0] if len(has) == 1 else None
 
 
-def parse(data: dict[str, Any], *, process: Process | None = None, path: Path | None = None) -> AppConfig:
-    """Validate the core sections of a config; raise :class:`ConfigError` listing every problem."""
+def parse(data: dict[str, Any], *, process: Process | None = None, path: Path | None = None,
+          problems: list[str] | None = None) -> AppConfig:
+    """Validate the core sections of a config; raise :class:`ConfigError` listing every problem.
+
+    With ``problems`` given, append to it instead of raising and return a best-effort config, so
+    ``swqos config check`` goes on to check every other section in the same pass.
+    """
     where = str(path) if path else "<config>"
     base_dir = path.parent if path else Path.cwd()
-    problems: list[str] = []
-    process = process or detect_process(data)
+    collect = problems is not None
+    problems = [] if problems is None else problems
+    detected = detect_process(data)
+    if process is not None and detected is not None and detected != process:
+        command = "swqos enclave --config" if detected == "enclave" else "swqos serve --config"
+        raise ConfigError(f"{where} is {'an enclave' if detected == 'enclave' else 'a host-proxy'} configuration "
+                          f"([{detected}] section): run it with {command} {where}")
+    process = process or detected
     if process is None:
         raise ConfigError(f"{where}: expected exactly one of the sections [proxy] or [enclave]")
     section, settings_cls, pipeline_cls = PROCESS_SECTIONS[process]
@@ -180,11 +239,11 @@ def parse(data: dict[str, Any], *, process: Process | None = None, path: Path | 
     ):
         problems.append("[layers]: expected tables [layers.<kind>.<name>]")
         layers = {}
-    if problems:
+    if problems and not collect:
         raise ConfigError(problems)
     return AppConfig(process, path, base_dir, core, settings, pipeline, layers)
 
 
-def load(path: str | Path, *, process: Process | None = None) -> AppConfig:
+def load(path: str | Path, *, process: Process | None = None, problems: list[str] | None = None) -> AppConfig:
     path = Path(path).resolve()
-    return parse(read_toml(path), process=process, path=path)
+    return parse(read_toml(path), process=process, path=path, problems=problems)

@@ -124,6 +124,21 @@ def swqos_register_services(register: Register) -> None:
     """
 
 
+@hookspec
+def swqos_register_state_stores(register: Register) -> None:
+    """Register state stores: where limits, failure counters, bans and admin changes live.
+
+    :param register: call ``register(name, factory, config)`` once per store.
+
+    The factory builds a :class:`~swqos_core.store.StateStore`. Selected with
+    ``[pipeline] store = "<name>"`` (exactly one; ``memory`` when unset), settings in
+    ``[layers.store.<name>]``. The store is built before every other layer and reaches their
+    factories as ``ctx.store``; it starts first and closes last.
+
+    Called once at host-proxy startup, and by ``swqos plugins``.
+    """
+
+
 # --- registration hooks: enclave layers ---------------------------------------------------
 
 
@@ -232,6 +247,21 @@ def swqos_addhooks(pluginmanager: pluggy.PluginManager) -> None:
     Called for every plugin as it is registered (a historic hook), before any other hook is
     checked, so plugins loaded in any order may implement the new hooks (pytest's
     ``pytest_addhooks``).
+    """
+
+
+@hookspec
+def swqos_check_config(app: App, strict: bool) -> list[str] | None:
+    """Report what is wrong with a configuration before it is run (``swqos config check``).
+
+    :param app: the configured :class:`~swqos_core.plugins.App`, its layers built but never
+        started: check files, keys and values, but never bind, connect or load key material
+        outside the enclave.
+    :param strict: True for a listener other hosts can reach (or ``--strict``): report unsafe
+        setups too (a development issuer key, a resolver that does not require the CDN).
+    :returns: one line per problem, each naming the file, key or value; ``None`` or ``[]`` if fine.
+
+    Called by ``swqos config check`` on every loaded plugin, after the kernel's own checks.
     """
 
 

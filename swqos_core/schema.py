@@ -135,6 +135,10 @@ def _convert(value: Any, tp: Any, where: str, base_dir: Path, problems: list[str
     raise TypeError(f"unsupported settings type {tp!r} at {where}")  # a plugin bug, not a user error
 
 
+class _AlreadyReported(Exception):
+    pass
+
+
 def build(cls: type[T], data: dict[str, Any], *, where: str, base_dir: Path, problems: list[str]) -> T:
     """Build ``cls`` from ``data``; append every problem (prefixed by ``where``) to ``problems``.
 
@@ -144,6 +148,7 @@ def build(cls: type[T], data: dict[str, Any], *, where: str, base_dir: Path, pro
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
+    before = len(problems)
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields)) or "none"
@@ -155,9 +160,12 @@ def build(cls: type[T], data: dict[str, Any], *, where: str, base_dir: Path, pro
             problems.append(f"{where}: missing required key {name!r}")
             kwargs[name] = None
     try:
+        if len(problems) > before:  # the values are already wrong: __post_init__ would only repeat it, or crash
+            raise _AlreadyReported
         obj = cls(**kwargs)
-    except (TypeError, ValueError) as exc:  # __post_init__ validation in the settings class
-        problems.append(f"{where}: {exc}")
+    except (TypeError, ValueError, _AlreadyReported) as exc:  # __post_init__ validation in the settings class
+        if not isinstance(exc, _AlreadyReported):
+            problems.append(f"{where}: {exc}")
         obj = cls.__new__(cls)
         for name, f in fields.items():
             value = kwargs.get(name, f.default if f.default is not dataclasses.MISSING else None)

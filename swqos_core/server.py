@@ -16,22 +16,22 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from swqos_core import TLS13_ONLY_CIPHER_SUITES, __version__
+from swqos_core import TLS13_ONLY_CIPHER_SUITES, __version__, memory
 from swqos_core.config import AppConfig, ProxySettings
 from swqos_core.enclave.client import EnclaveClient
-from swqos_core.errors import ConfigError, Rejection
+from swqos_core.errors import ConfigError, Rejection, invalid_argument
 from swqos_core.layers import Call, Closable, RequestHead, RpcName, Startable
 from swqos_core.logs import set_request_id
 from swqos_core.net import parse_listen
 from swqos_core.pipeline import Pipeline, layer_start_order
 from swqos_core.plugins import App, build_app, call_each, collect_contributions
+from swqos_core.reflection import enable_server_reflection
 from swqos_core.state import ServiceState
 from swqos_proto import SERVICE, signer_pb2
 
@@ -75,10 +75,14 @@ class SignerService:
         self.pipeline = pipeline
         self.deadline = settings.deadline_ms / 1000
 
-    async def sign(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        call = self._call("SignCertificateVerify", raw, context)
+    # Both RPCs are unary on the wire but served as stream-unary: the handler then runs when the
+    # stream's HEADERS arrive, not when its body does, so the deadline also bounds a client that
+    # opens a stream and never sends the body (a unary handler would not run until it did).
+    async def sign(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+        call = self._call("SignCertificateVerify", context)
         try:
             async with asyncio.timeout_at(self._loop_deadline(call)):
+                call.raw = await self._read_one(call, context)
                 signature = await self.pipeline.sign(call)
         except Rejection as exc:
             await self._refuse(context, exc)
@@ -86,10 +90,11 @@ class SignerService:
             await self._refuse(context, _deadline_exceeded(), call)
         return signer_pb2.SignCertificateVerifyResponse(signature=signature).SerializeToString()
 
-    async def identity(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        call = self._call("GetIdentity", raw, context)
+    async def identity(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+        call = self._call("GetIdentity", context)
         try:
             async with asyncio.timeout_at(self._loop_deadline(call)):
+                call.raw = await self._read_one(call, context)
                 public_key, document = await self.pipeline.identity(call)
         except Rejection as exc:
             await self._refuse(context, exc)
@@ -97,8 +102,18 @@ class SignerService:
             await self._refuse(context, _deadline_exceeded(), call)
         return signer_pb2.GetIdentityResponse(public_key=public_key, attestation_document=document).SerializeToString()
 
+    async def _read_one(self, call: Call, context: grpc.aio.ServicerContext) -> bytes:
+        """Exactly one request message, as a unary method has; anything else is a malformed call."""
+        first = await context.read()
+        if first is grpc.aio.EOF or (await context.read()) is not grpc.aio.EOF:
+            rejection = invalid_argument("a call carries exactly one request message", label="malformed",
+                                         stage="decode")
+            self.pipeline.decide(call, rejection)
+            raise rejection
+        return first  # type: ignore[return-value]
+
     # --- helpers ---------------------------------------------------------------------------
-    def _call(self, rpc: RpcName, raw: bytes, context: grpc.aio.ServicerContext) -> Call:
+    def _call(self, rpc: RpcName, context: grpc.aio.ServicerContext) -> Call:
         now = time.monotonic()
         remaining = context.time_remaining()
         budget = self.deadline if remaining is None else min(self.deadline, remaining)
@@ -111,7 +126,7 @@ class SignerService:
             request_id=f"{random.getrandbits(64):016x}",
         )
         set_request_id(head.request_id)  # this call's task: every log line carries it (swqos_core.logs)
-        return Call(head=head, payload=b"", deadline=now + budget, started=now, raw=raw)
+        return Call(head=head, payload=b"", deadline=now + budget, started=now)
 
     def _loop_deadline(self, call: Call) -> float:
         loop = asyncio.get_running_loop()
@@ -199,8 +214,11 @@ class ProxyServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    trimmer: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None = 1.0) -> None:
+        if self.trimmer is not None:
+            self.trimmer.cancel()
         await self.server.stop(grace)
         await close_layers(self.app)
         await self.enclave.close()
@@ -241,6 +259,28 @@ async def run_shutdown(app: App) -> None:
             log.error("plugin %r: swqos_shutdown failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
 
 
+def grpc_options(settings: ProxySettings) -> list[tuple[str, int]]:
+    """The transport limits of the public listener (docs/operations.md, "limits and floods")."""
+    return [
+        ("grpc.max_receive_message_length", HARD_MESSAGE_CAP),
+        ("grpc.max_send_message_length", 64 * 1024),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        ("grpc.server_handshake_timeout_ms", settings.tls_handshake_timeout_ms),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.max_connection_idle_ms", int(settings.connection_idle_s * 1000)),
+        ("grpc.max_connection_age_ms", int(settings.connection_max_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.connection_age_grace_s * 1000)),
+        # Exclusive port: grpcio sets SO_REUSEPORT on Linux by default, so a second proxy on the
+        # same address would silently share the traffic (and answer our own TLS probe).
+        ("grpc.so_reuseport", 0),
+        # CDNs cut idle HTTP/2 connections; keep-alives must not get us a GOAWAY from clients' pings.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
 def split_listen(listen: str) -> tuple[str, int]:
     try:
         addr = parse_listen(listen, where="[proxy] listen")
@@ -255,6 +295,8 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         raise ConfigError("GRPC_SSL_CIPHER_SUITES was changed after swqos_core was imported; TLS 1.3-only "
                           "cannot be guaranteed")
     settings: ProxySettings = cfg.settings
+    if settings.malloc_arenas:
+        memory.limit_arenas(settings.malloc_arenas)
     state = ServiceState(__version__)
     app = build_app(cfg, state=state, extra_plugins=extra_plugins, blocked=blocked)
     enclave = EnclaveClient(settings.enclave, state, max_inflight=settings.max_enclave_inflight,
@@ -271,26 +313,15 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         max_request_bytes=settings.max_request_bytes,
         observers=[observer for _, _, observer in contributions.observers],
     )
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", HARD_MESSAGE_CAP),
-        ("grpc.max_send_message_length", 64 * 1024),
-        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
-        ("grpc.max_concurrent_streams", 256),
-        # CDNs cut idle HTTP/2 connections; keep-alives must not get us a GOAWAY from clients' pings.
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-    ])
+    server = grpc.aio.server(options=grpc_options(settings), maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
     service = SignerService(pipeline, settings)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "SignCertificateVerify": grpc.unary_unary_rpc_method_handler(service.sign),
-        "GetIdentity": grpc.unary_unary_rpc_method_handler(service.identity),
+        "SignCertificateVerify": grpc.stream_unary_rpc_method_handler(service.sign),
+        "GetIdentity": grpc.stream_unary_rpc_method_handler(service.identity),
     }),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
+    enable_server_reflection((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     host, port = split_listen(settings.listen)
     proxy = ProxyServer(app, state, pipeline, enclave, server, 0, health_servicer)
     try:
@@ -298,8 +329,9 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         try:
             proxy.port = server.add_secure_port(f"{'[' + host + ']' if ':' in host else host}:{port}",
                                                 server_credentials(settings))
-        except RuntimeError as exc:
-            raise ConfigError(f"[proxy] listen: cannot bind {settings.listen}: {exc}") from None
+        except RuntimeError:
+            raise ConfigError(f"[proxy] listen: cannot bind {settings.listen}: the address is in use (another "
+                              "swqos serve, or another program, listens there) or not available") from None
         state.subscribe(lambda: _health_updater(state, health_servicer))
         await server.start()
         if not await tls12_refused(settings, host, proxy.port):
@@ -308,6 +340,8 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         for result in app.pm.hook.swqos_startup(app=app):
             if inspect.isawaitable(result):
                 await result
+        if settings.memory_trim_interval_s:
+            proxy.trimmer = asyncio.create_task(memory.trim_periodically(settings.memory_trim_interval_s))
     except BaseException:
         await proxy.stop(None)
         raise

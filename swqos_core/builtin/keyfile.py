@@ -35,6 +35,18 @@ class FileKeyProvider:
             self.log.warning("generated a new identity key %s in %s", to_base58(public), self.path)
         return KeyMaterial(read_keypair_file(self.path), f"file:{self.path}")
 
+    def check(self) -> list[str]:
+        """What ``swqos config check`` reports: the file's presence, mode and format (not the key's value)."""
+        if not self.path.exists():
+            return [] if self.create else [f"[layers.key_provider.file] path: {self.path} does not exist "
+                                           "(set create = true to generate one)"]
+        try:
+            material = read_keypair_file(self.path)  # checks the mode (0600) and the format
+        except ConfigError as exc:
+            return [f"[layers.key_provider.file] path: {p}" for p in exc.problems]
+        material[:] = bytes(len(material))
+        return []
+
     def attest(self, public_key: bytes, nonce: bytes) -> bytes:
         return b""
 

@@ -7,12 +7,7 @@ from swqos_core.builtin.ed25519 import Ed25519Signer
 from swqos_core.builtin.keyfile import FileKeyProvider, FileKeySettings
 from swqos_core.builtin.limits import LimitsSettings, LimitsValidator
 from swqos_core.builtin.peer import PeerResolver
-from swqos_core.killswitch.sources import (
-    FileSourceSettings,
-    HttpsSourceSettings,
-    build_file_source,
-    build_https_source,
-)
+from swqos_core.store import MemorySettings, MemoryStateStore
 
 
 @hookimpl
@@ -36,9 +31,14 @@ def swqos_register_signers(register):
     register("ed25519", lambda settings, ctx: Ed25519Signer(), description="Ed25519 with PyNaCl (libsodium)")
 
 
+
 @hookimpl
-def swqos_register_revocation_sources(register):
-    register("https", build_https_source, HttpsSourceSettings,
-             description="signed revocation manifest polled over HTTPS (kill switch)")
-    register("file", build_file_source, FileSourceSettings,
-             description="signed revocation manifest read from a local file (air-gapped, tests)")
+def swqos_check_config(app, strict):
+    return [problem for provider in app.all("key_provider") if isinstance(provider, FileKeyProvider)
+            for problem in provider.check()]
+
+
+@hookimpl
+def swqos_register_state_stores(register):
+    register("memory", lambda settings, ctx: MemoryStateStore(settings), MemorySettings,
+             description="in-process state: nothing survives a restart or is shared (swqos-state: sqlite, redis)")

@@ -89,21 +89,31 @@ def decode_error(data: bytes) -> tuple[ErrorCode, str]:
     return code, data[1 : 1 + MAX_REASON].decode("utf-8", "replace")
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> Frame | None:
-    """Read one frame; ``None`` on a clean EOF between frames. Raises ProtocolError on garbage."""
+async def read_frame(reader: asyncio.StreamReader, max_frame: int, *, frame_timeout: float | None = None,
+                     idle_timeout: float | None = None) -> Frame | None:
+    """Read one frame; ``None`` on a clean EOF between frames. Raises ProtocolError on garbage.
+
+    ``idle_timeout`` bounds the wait for a frame to start, ``frame_timeout`` the time from its
+    first byte to its last: a peer that sends half a frame cannot hold the connection.
+    """
     try:
-        prefix = await reader.readexactly(LENGTH.size)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise ProtocolError("truncated length prefix") from None
+        async with asyncio.timeout(idle_timeout):
+            first = await reader.readexactly(1)
+    except asyncio.IncompleteReadError:
         return None
-    (length,) = LENGTH.unpack(prefix)
-    if length < HEADER.size or length > max_frame:
-        raise ProtocolError(f"frame length {length} outside [{HEADER.size}, {max_frame}]")
+    except TimeoutError:
+        raise ProtocolError(f"idle for more than {idle_timeout:g}s") from None
     try:
-        body = await reader.readexactly(length)
+        async with asyncio.timeout(frame_timeout):
+            prefix = first + await reader.readexactly(LENGTH.size - 1)
+            (length,) = LENGTH.unpack(prefix)
+            if length < HEADER.size or length > max_frame:
+                raise ProtocolError(f"frame length {length} outside [{HEADER.size}, {max_frame}]")
+            body = await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         raise ProtocolError("truncated frame") from None
+    except TimeoutError:
+        raise ProtocolError(f"frame not complete within {frame_timeout:g}s") from None
     raw_type, request_id, trace_id = HEADER.unpack_from(body)
     try:
         ftype = FrameType(raw_type)

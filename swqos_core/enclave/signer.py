@@ -50,12 +50,16 @@ class EnclaveSigner:
         self.max_frame = settings.max_frame_bytes
         self.max_inflight = settings.max_inflight
         self.max_connections = settings.max_connections
+        self.frame_timeout = settings.frame_timeout_ms / 1000
+        self.idle_timeout = settings.idle_timeout_s
+        #: Open connections → last time a frame arrived (the least recently active is closed first).
+        self._active: dict[asyncio.StreamWriter, float] = {}
+        self.evicted = 0
         self.matcher: PayloadMatcher = app.one("payload_match")
         self.key_provider: KeyProvider = app.one("key_provider")
         self.signer: Signer = app.one("signer")
         self.public_key = b""
         self.signatures = 0  # counted here, where the host cannot reset it
-        self._connections = 0
         self._measurement: str | None = None
 
     # --- boot ----------------------------------------------------------------------------
@@ -105,17 +109,26 @@ class EnclaveSigner:
 
     # --- connections ---------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._connections >= self.max_connections:
-            log.warning("refusing connection: %d already open", self._connections)
-            writer.close()
-            return
-        self._connections += 1
+        loop = asyncio.get_running_loop()
+        if len(self._active) >= self.max_connections:
+            # Full: close the least recently active connection rather than refuse this one, so
+            # idle connections from any local process cannot keep a restarted host-proxy out.
+            victim = min(self._active, key=self._active.__getitem__)
+            log.warning("connection cap %d reached: closing the least recently active connection",
+                        self.max_connections)
+            self.evicted += 1
+            self._active.pop(victim, None)
+            victim.close()
+        self._active[writer] = loop.time()
         inflight: set[asyncio.Task[None]] = set()
         try:
-            while True:
-                frame = await read_frame(reader, self.max_frame)
+            while writer in self._active:
+                frame = await read_frame(reader, self.max_frame, frame_timeout=self.frame_timeout,
+                                         idle_timeout=self.idle_timeout)
                 if frame is None:
                     break
+                if writer in self._active:
+                    self._active[writer] = loop.time()
                 if frame.type not in REQUESTS:
                     raise ProtocolError(f"{frame.type.name} is not a request")
                 rid, tid = frame.request_id, frame.trace_id
@@ -142,7 +155,7 @@ class EnclaveSigner:
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", exc)
         finally:
-            self._connections -= 1
+            self._active.pop(writer, None)
             for task in inflight:
                 task.cancel()
             writer.close()

@@ -78,3 +78,75 @@ def test_settings_validation():
         BruteForceSettings(backoff_after=30, ban_after=20)
     with pytest.raises(ValueError):
         BruteForceSettings(max_entries=1)
+
+
+def test_nineteen_failures_then_a_flood_then_the_twentieth_bans():
+    """Issue 13's ban evasion: the flood must not make the table forget the 19 failures."""
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(backoff_after=20), monotonic=lambda: mono[0])
+    for _ in range(19):
+        g.failure("attacker")
+    for i in range(100_000):  # one failure each from 100k other addresses: fills the table
+        g.failure(i)
+    # the table (100k) is full of recent evidence: the flood's last key is not recorded...
+    assert len(g) == 100_000 and g.untracked == 1
+    with pytest.raises(Rejection) as ei:  # ...and refused before verification, counted
+        g.check("someone-new")
+    assert ei.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and ei.value.label == "bruteforce_full"
+    assert ei.value.retry_after and g.snapshot()["refused_new_keys"] == 1
+    g.check("attacker")  # a tracked key is still checked normally
+    g.failure("attacker")
+    assert g.banned("attacker")
+    with pytest.raises(Rejection) as ei:
+        g.check("attacker")
+    assert ei.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_aged_out_entries_make_room_but_recent_ones_never_do():
+    mono = [0.0]
+    s = BruteForceSettings(max_entries=16, forget_after_seconds=600, ban_window_seconds=60)
+    g = BruteForceGuard(s, monotonic=lambda: mono[0])
+    for k in range(16):
+        g.failure(k)
+        mono[0] += 1
+    with pytest.raises(Rejection):
+        g.check("new")
+    mono[0] = 0 + 600.5  # key 0's failure (t=0) has aged out; key 1's (t=1) has not
+    g.check("new")  # room made by dropping key 0 only
+    g.failure("new")
+    assert len(g) == 16 and g.untracked == 0
+    g.failure("newer")
+    assert g.untracked == 1  # key 1 is still evidence
+    mono[0] += 1
+    g.failure("newer")
+    assert g.untracked == 1 and len(g) == 16
+
+
+def test_ended_bans_make_room():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(max_entries=16, ban_seconds=100), monotonic=lambda: mono[0])
+    for k in range(16):
+        for _ in range(20):
+            g.failure(k)
+    with pytest.raises(Rejection) as ei:
+        g.check("new")
+    assert ei.value.label == "bruteforce_full"
+    mono[0] += 100.5
+    g.check("new")  # every ban ended: swept, room for the newcomer
+    g.failure("new")
+    assert len(g) <= 16 and g.snapshot()["refused_new_keys"] == 1
+
+
+def test_failure_after_a_ban_ended_counts_from_zero_with_strikes_kept():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(ban_seconds=100, ban_max_seconds=1000), monotonic=lambda: mono[0])
+    for _ in range(20):
+        g.failure("k")
+    mono[0] += 101
+    g.failure("k")  # the ban ended; this is failure 1 of a new round
+    assert not g.banned("k")
+    for _ in range(19):
+        g.failure("k")
+    assert g.banned("k")
+    mono[0] += 199
+    assert g.banned("k")  # second ban: 200 s
