@@ -101,9 +101,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                     continue
                 flag = "  [test only]" if reg.insecure else ""
                 print(f"  {kind}: {reg.name}{flag}  {reg.description}")
-                if args.verbose:
-                    for key, typ, default in schema.describe(reg.config):
-                        print(f"      {key}: {typ} = {default}")
+                if args.verbose:  # nested tables as dotted keys (keys.<name>.public_key)
+                    for row in schema.describe(reg.config):
+                        allowed = f"  (one of {', '.join(row.allowed)})" if row.allowed else ""
+                        print(f"      {row.key}: {row.type} = {row.default}{allowed}")
+                        if row.doc:
+                            print(f"          {row.doc}")
         hooks = sorted({h.name for h in pm.get_hookcallers(p.module) or []} - set(plugins.HOOK_KINDS))
         if hooks:
             print(f"  hooks: {', '.join(hooks)}")
@@ -146,7 +149,9 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
-    p.add_argument("--verbose", action="store_true", help="also list each implementation's settings")
+    p.add_argument("--verbose", action="store_true",
+                   help="also list each implementation's settings: type, default, allowed values, meaning "
+                        "(all of them, for every section: docs/reference.md)")
     p.set_defaults(func=cmd_plugins)
 
     if with_plugins:

@@ -10,6 +10,7 @@ contribution either satisfies its Protocol at registration or startup stops.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -31,9 +32,15 @@ class Decision:
     subject: str | None
     client: str | None
     payload_len: int
-    payload_sha256: str | None
     latency: float  # seconds
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
+    #: The payload as received; observers that log it use :attr:`payload_sha256`, never the bytes.
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def payload_sha256(self) -> str | None:
+        """Hex SHA-256 of the payload, computed only by an observer that asks (the audit log)."""
+        return hashlib.sha256(self.payload).hexdigest() if self.payload else None
 
 
 #: Called on the event loop with every Decision; must return quickly (hand slow work to a thread).
@@ -99,6 +106,24 @@ class AdminError(Exception):
 AdminHandler = Callable[[Mapping[str, Any], Actor], Awaitable[Mapping[str, Any]]]
 
 
+@runtime_checkable
+class SubjectPolicy(Protocol):
+    """What a plugin holds about one trader (a revocation, an allowlist, a quota override).
+
+    Handed over with the plugin's admin operations: the admin listener asks every policy
+    before it lets an operation act on a trader it has never seen, and shows their answers in its
+    per-trader view. Read on the event loop; must not block.
+    """
+
+    def knows_subject(self, sub: str) -> bool:
+        """True when this plugin holds policy for ``sub``."""
+        ...
+
+    def describe_subject(self, sub: str) -> Mapping[str, Any]:
+        """This plugin's JSON-serializable view of ``sub`` (no secrets)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class AdminOperation:
     """One admin API operation, served as ``POST /v1/<name>`` (``GET`` when it changes nothing)."""
@@ -110,6 +135,12 @@ class AdminOperation:
     mutating: bool = True
     #: Parameter name → one-line description (help text, ``swqos admin``, the dashboard's forms).
     params: Mapping[str, str] = field(default_factory=dict)
+    #: The parameter naming the trader the operation acts on. The admin listener then refuses a
+    #: trader it has not seen authenticate and no :class:`SubjectPolicy` knows (HTTP 404) unless the
+    #: request sets ``force = true``: a mistyped ``sub`` is caught, a trader yet to connect can be forced.
+    subject_param: str | None = None
+    #: The owning plugin's view of traders, consulted by every subject check (see above).
+    policy: SubjectPolicy | None = None
 
 
 #: ``report() -> section``: a JSON-serializable mapping shown under ``name`` in ``/v1/status``.
@@ -124,6 +155,10 @@ class EnclaveView(Protocol):
     #: The enclave's own signature counter at its last answer (it alone counts them); None until known.
     enclave_signatures: int | None
     round_trips: int
+    #: Sum of answered round-trip times, seconds.
+    round_trip_seconds: float
+    #: The back-pressure bound: requests in flight at once.
+    max_inflight: int
     #: Requests refused at once because ``max_enclave_inflight`` were already in flight.
     busy_refusals: int
 

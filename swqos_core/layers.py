@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from swqos_core.net import IPAddress, address_key
+from swqos_core.store import StateStore
 
 if TYPE_CHECKING:
     from swqos_core.plugins import App
@@ -112,6 +113,8 @@ class BuildContext:
     logger: logging.Logger
     #: The host-proxy's shared state (halt, drain, enclave identity); ``None`` in the enclave.
     state: ServiceState | None = None
+    #: The host-proxy's state store (``[pipeline] store``); ``None`` in the enclave and the CLI.
+    store: StateStore | None = None
 
     def path(self, value: str | Path) -> Path:
         p = Path(value).expanduser()
@@ -268,6 +271,7 @@ LAYER_KINDS: dict[str, tuple[type, Literal["one", "many"], Literal["proxy", "enc
     "validate": (RequestValidator, "many", "proxy"),
     "revocation": (RevocationSource, "many", "proxy"),
     "service": (Service, "many", "proxy"),
+    "store": (StateStore, "one", "proxy"),
     "payload_match": (PayloadMatcher, "one", "enclave"),
     "key_provider": (KeyProvider, "one", "enclave"),
     "signer": (Signer, "one", "enclave"),

@@ -11,8 +11,12 @@ from typing import Literal
 IPAddress = IPv4Address | IPv6Address
 
 
-def parse_ip(text: str) -> IPAddress | None:
-    """Parse one textual IP address strictly; IPv4-mapped IPv6 is folded to IPv4. None if invalid."""
+def parse_ip(text: str, *, fold: bool = True) -> IPAddress | None:
+    """Parse one textual IP address strictly. None if invalid.
+
+    With ``fold`` (the default) an IPv6 address that stands for an IPv4 one is returned as that
+    IPv4 address (see :func:`fold_mapped`); ``fold=False`` returns the address as written.
+    """
     text = text.strip()
     if not text or len(text) > 64 or "%" in text:  # zone ids are never a client address
         return None
@@ -20,14 +24,44 @@ def parse_ip(text: str) -> IPAddress | None:
         ip = ipaddress.ip_address(text)
     except ValueError:
         return None
-    return fold_mapped(ip)
+    return fold_mapped(ip) if fold else ip
+
+
+EmbeddingKind = Literal["mapped", "compatible", "6to4", "nat64"]
+
+_NAT64_WKP = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+
+
+def embedded_ipv4(ip: IPAddress) -> tuple[EmbeddingKind, IPv4Address] | None:
+    """The IPv4 address an IPv6 address is a spelling of, and how it is spelled; None otherwise.
+
+    ``::ffff:a.b.c.d`` (mapped), ``::a.b.c.d`` (IPv4-compatible, deprecated; ``::`` and ``::1``
+    and the rest of ``::/104`` excepted, they are not IPv4 spellings), ``2002:AABB:CCDD::/48``
+    (6to4) and ``64:ff9b::a.b.c.d`` (NAT64 well-known prefix).
+    """
+    if not isinstance(ip, IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return "mapped", ip.ipv4_mapped
+    value = int(ip)
+    if value >> 32 == 0 and value >= 1 << 24:
+        return "compatible", IPv4Address(value)
+    if ip.sixtofour is not None:
+        return "6to4", ip.sixtofour
+    if ip in _NAT64_WKP:
+        return "nat64", IPv4Address(value & 0xFFFFFFFF)
+    return None
 
 
 def fold_mapped(ip: IPAddress) -> IPAddress:
-    """``::ffff:a.b.c.d`` is the IPv4 client a.b.c.d, and must share its limits."""
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    """An IPv6 spelling of an IPv4 client is that IPv4 client, and must share its limits and bans.
+
+    Folds IPv4-mapped, IPv4-compatible, 6to4 and NAT64 (64:ff9b::/96) addresses (see
+    :func:`embedded_ipv4`); otherwise a client would get a fresh IPv6 bucket per spelling, and a
+    private IPv4 address could pass as a global IPv6 one.
+    """
+    embedded = embedded_ipv4(ip)
+    return embedded[1] if embedded is not None else ip
 
 
 # Peer strings repeat for every call on a connection (CDN edges keep theirs open for minutes):

@@ -14,7 +14,6 @@ The server derives from the same table which layer kinds start first and stop la
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -142,7 +141,7 @@ IDENTITY_PREFIX: int = STAGE_NAMES.index("auth") + 1
 #: What the enclave checks after the host let a call through (its own refusal labels).
 ENCLAVE_STAGES = ("payload_match", "sign")
 #: Layer kinds that run in the background rather than in a stage, started before any stage's.
-BACKGROUND_KINDS = ("revocation", "service")
+BACKGROUND_KINDS = ("store", "revocation", "service")
 
 
 def layer_start_order() -> tuple[str, ...]:
@@ -234,7 +233,7 @@ class Pipeline:
             subject=call.principal.subject if call.principal else None,
             client=str(call.client) if call.client else None,
             payload_len=len(call.payload),
-            payload_sha256=hashlib.sha256(call.payload).hexdigest() if call.payload else None,
+            payload=call.payload,
             latency=time.monotonic() - call.started,
             stage_seconds=timings or {},
         )

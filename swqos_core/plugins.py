@@ -34,6 +34,7 @@ HOOK_KINDS: dict[str, str] = {
     "swqos_register_request_validators": "validate",
     "swqos_register_revocation_sources": "revocation",
     "swqos_register_services": "service",
+    "swqos_register_state_stores": "store",
     "swqos_register_payload_matchers": "payload_match",
     "swqos_register_key_providers": "key_provider",
     "swqos_register_signers": "signer",
@@ -63,6 +64,7 @@ FIRST_PARTY_DISTRIBUTIONS: dict[str, str] = {
     "cdn_cloudfront": "swqos-cdn-cloudfront",
     "killswitch": "swqos-killswitch",
     "ops": "swqos-ops",
+    "state": "swqos-state",
     "dev": "swqos-dev",
     "testing": "swqos-testing",
 }
@@ -254,6 +256,18 @@ def load_plugins(
 
 def _hook_names() -> list[str]:
     return [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("swqos_")]
+
+
+async def shutdown_plugins(app: App) -> None:
+    """Every plugin's ``swqos_shutdown``, each in turn; a failure is logged with the plugin's name."""
+    for name, result, exc in call_each(app.pm, "swqos_shutdown", app=app):
+        if exc is None and inspect.isawaitable(result):
+            try:
+                await result
+            except Exception as err:
+                exc = err
+        if exc is not None:
+            log.error("plugin %r: swqos_shutdown failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
 
 
 def collect_registrations(pm: pluggy.PluginManager, loaded: list[LoadedPlugin]) -> Registry:
@@ -494,13 +508,19 @@ def build_app(
     registry.problems[:0] = problems
     chosen = select(cfg, registry)
 
+    store: Any = None
+
     def ctx_for(kind: str, name: str) -> BuildContext:
         return BuildContext(
             name=name, kind=kind, process=cfg.process, config_dir=cfg.base_dir,
-            logger=logging.getLogger(f"swqos.{kind}.{name}"), state=state,
+            logger=logging.getLogger(f"swqos.{kind}.{name}"), state=state, store=store,
         )
 
-    layers = build_layers(chosen, ctx_for)
+    # The store first: every other factory receives it as ctx.store.
+    layers = build_layers({k: v for k, v in chosen.items() if k == "store"}, ctx_for)
+    if layers.get("store"):
+        store = layers["store"][0][1]
+    layers.update(build_layers({k: v for k, v in chosen.items() if k != "store"}, ctx_for))
     if cfg.core.allow_test_plugins:
         log.warning("TEST PLUGINS ALLOWED: this configuration may select fakes; never use it in production")
     return App(cfg.process, cfg, pm, loaded, registry, layers, state)

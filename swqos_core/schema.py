@@ -173,21 +173,151 @@ def build(cls: type[T], data: dict[str, Any], *, where: str, base_dir: Path, pro
     return obj
 
 
-def describe(cls: type | None) -> list[tuple[str, str, str]]:
-    """``(key, type, default)`` rows for docs and ``swqos plugins``."""
+@dataclasses.dataclass(frozen=True)
+class SettingDoc:
+    """One settings key as ``swqos plugins --verbose`` and ``docs/reference.md`` show it."""
+
+    #: Dotted key below the section: ``issuer``, ``brute_force.ban_after``, ``keys.<name>.public_key``.
+    key: str
+    #: TOML-facing type: ``string``, ``integer``, ``path``, ``list of string``, ``table``, ...
+    type: str
+    #: The default as TOML would spell it, ``required``, or ``unset`` for an optional key.
+    default: str
+    #: The allowed values of a ``Literal`` (TOML spelling); empty when any value of the type goes.
+    allowed: tuple[str, ...] = ()
+    #: The field's ``#:`` comment (or the docstring right below it), one line.
+    doc: str = ""
+
+
+_PLAIN_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path", Any: "any"}
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, Path)):
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}" if value else "{}"
+    if dataclasses.is_dataclass(value):
+        return "(table below)"
+    return repr(value)
+
+
+def _nested(tp: Any) -> tuple[str, type] | None:
+    """``(key suffix, dataclass)`` when ``tp`` holds settings tables: X, X | None, dict[str, X], list[X]."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return _nested(inner[0]) if len(inner) == 1 else None
+    if dataclasses.is_dataclass(tp):
+        return "", tp  # type: ignore[return-value]
+    if origin is dict and dataclasses.is_dataclass(get_args(tp)[1]):
+        return ".<name>", get_args(tp)[1]
+    if origin in (list, tuple) and get_args(tp) and dataclasses.is_dataclass(get_args(tp)[0]):
+        return "[]", get_args(tp)[0]
+    return None
+
+
+def type_label(tp: Any) -> str:
+    """How a settings type reads to someone writing TOML."""
+    origin = get_origin(tp)
+    if tp in _PLAIN_TYPES:
+        return _PLAIN_TYPES[tp]
+    if tp is Secret:
+        return 'secret ({ "$env" = NAME } or { "$file" = PATH })'
+    if origin is Literal:
+        kinds = sorted({type_label(type(a)) for a in get_args(tp)})
+        return " or ".join(kinds)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        label = " or ".join(type_label(a) for a in inner)
+        return f"{label}, optional" if type(None) in get_args(tp) else label
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    if origin in (list, tuple):
+        (item, *_) = get_args(tp) or (Any,)
+        return f"list of {type_label(item)}"
+    if origin is dict:
+        _, value = get_args(tp) or (str, Any)
+        return "table of tables" if dataclasses.is_dataclass(value) else f"table of {type_label(value)}"
+    return _type_name(tp).replace("swqos_core.schema.", "")
+
+
+def _allowed(tp: Any) -> tuple[str, ...]:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return tuple(_toml(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType, list, tuple):
+        return tuple(v for a in get_args(tp) for v in _allowed(a))
+    return ()
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's ``#:`` comment lines (or the string literal right below it), joined into one line.
+
+    Read from the class source, base classes first; a class without source has no docs.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            lines, _ = inspect.getsourcelines(klass)
+        except (OSError, TypeError):
+            continue
+        source = textwrap.dedent("".join(lines))
+        src_lines = source.splitlines()
+        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        for i, node in enumerate(body):
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                continue
+            comment: list[str] = []
+            n = node.lineno - 2
+            while n >= 0 and src_lines[n].strip().startswith("#:"):
+                comment.insert(0, src_lines[n].strip()[2:].strip())
+                n -= 1
+            nxt = body[i + 1] if i + 1 < len(body) else None
+            if not comment and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) \
+                    and isinstance(nxt.value.value, str):
+                comment = [" ".join(nxt.value.value.split())]
+            if comment:
+                docs[node.target.id] = " ".join(comment)
+    return docs
+
+
+def describe(cls: type | None, prefix: str = "") -> list[SettingDoc]:
+    """Every key of settings class ``cls``, nested tables flattened into dotted keys, in field order."""
     if cls is None:
         return []
     hints = get_type_hints(cls)
-    rows = []
+    docs = field_docs(cls)
+    rows: list[SettingDoc] = []
     for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
         if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+            default = _toml(f.default)
         elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
+            default = _toml(f.default_factory())
         else:
             default = "required"
-        rows.append((f.name, _type_name(hints[f.name]).replace("swqos_core.schema.", ""), default))
+        key = f"{prefix}{f.name}"
+        rows.append(SettingDoc(key, type_label(tp), default, _allowed(tp), docs.get(f.name, "")))
+        nested = _nested(tp)
+        if nested is not None:
+            suffix, inner = nested
+            rows.extend(describe(inner, f"{key}{suffix}."))
     return rows
 
 
-__all__ = ["Secret", "build", "describe", "typing"]
+__all__ = ["Secret", "SettingDoc", "build", "describe", "field_docs", "type_label", "typing"]

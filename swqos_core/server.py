@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from swqos_core import TLS13_ONLY_CIPHER_SUITES, __version__, memory
+from swqos_core.check import strict_rules
 from swqos_core.config import AppConfig, ProxySettings
 from swqos_core.enclave.client import EnclaveClient
 from swqos_core.errors import ConfigError, Rejection, invalid_argument
@@ -30,7 +31,7 @@ from swqos_core.layers import Call, Closable, RequestHead, RpcName, Startable
 from swqos_core.logs import set_request_id
 from swqos_core.net import parse_listen
 from swqos_core.pipeline import Pipeline, layer_start_order
-from swqos_core.plugins import App, build_app, call_each, collect_contributions
+from swqos_core.plugins import App, build_app, collect_contributions, shutdown_plugins
 from swqos_core.reflection import enable_server_reflection
 from swqos_core.state import ServiceState
 from swqos_proto import SERVICE, signer_pb2
@@ -222,7 +223,7 @@ class ProxyServer:
         await self.server.stop(grace)
         await close_layers(self.app)
         await self.enclave.close()
-        await run_shutdown(self.app)
+        await shutdown_plugins(self.app)
 
 
 async def start_layers(app: App) -> None:
@@ -245,18 +246,6 @@ async def close_layers(app: App) -> None:
                     await layer.close()
                 except Exception:  # shutting down: log it, close the others
                     log.exception("closing %s layer %r failed", kind, name)
-
-
-async def run_shutdown(app: App) -> None:
-    """Every plugin's ``swqos_shutdown``, each in turn; a failure is logged with the plugin's name."""
-    for name, result, exc in call_each(app.pm, "swqos_shutdown", app=app):
-        if exc is None and inspect.isawaitable(result):
-            try:
-                await result
-            except Exception as err:
-                exc = err
-        if exc is not None:
-            log.error("plugin %r: swqos_shutdown failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
 
 
 def grpc_options(settings: ProxySettings) -> list[tuple[str, int]]:
@@ -297,6 +286,10 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
     settings: ProxySettings = cfg.settings
     if settings.malloc_arenas:
         memory.limit_arenas(settings.malloc_arenas)
+    host, port = split_listen(settings.listen)
+    if not parse_listen(settings.listen, where="[proxy] listen").is_loopback:
+        for rule in strict_rules(cfg):  # `swqos config check` makes these errors for this listener
+            log.warning("unsafe for a public listener: %s", rule)
     state = ServiceState(__version__)
     app = build_app(cfg, state=state, extra_plugins=extra_plugins, blocked=blocked)
     enclave = EnclaveClient(settings.enclave, state, max_inflight=settings.max_enclave_inflight,
@@ -322,7 +315,6 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_server_reflection((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
-    host, port = split_listen(settings.listen)
     proxy = ProxyServer(app, state, pipeline, enclave, server, 0, health_servicer)
     try:
         await start_layers(app)

@@ -61,6 +61,8 @@ class EnclaveClient:
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
+        #: Frames queued this loop turn (bounded by max_inflight plus pings).
+        self._outbox: list[bytes] = []
         self.round_trips = 0
         self.round_trip_seconds = 0.0
         self.busy_refusals = 0
@@ -110,7 +112,7 @@ class EnclaveClient:
         self._pending[request_id] = future
         started = time.perf_counter()
         try:
-            writer.write(encode(ftype, request_id, trace_id, data))
+            self._send(writer, encode(ftype, request_id, trace_id, data))
             frame = await future  # the caller's deadline (asyncio.timeout) bounds this wait
         except (ConnectionError, OSError):
             raise unavailable("enclave connection lost", label="enclave_unreachable") from None
@@ -126,6 +128,17 @@ class EnclaveClient:
                 raise resource_exhausted("enclave busy", retry_after=0.05, label="enclave_busy")
             raise unavailable("enclave could not complete the request", label="enclave_fault")
         return frame
+
+    def _send(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        """Queue a frame; every frame queued in one loop turn leaves in one write (one syscall)."""
+        self._outbox.append(frame)
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, writer)
+
+    def _flush(self, writer: asyncio.StreamWriter) -> None:
+        frames, self._outbox = self._outbox, []
+        if writer is self._writer and not writer.is_closing():
+            writer.write(b"".join(frames))
 
     # --- connection ----------------------------------------------------------------------
     async def _run(self) -> None:
@@ -183,6 +196,7 @@ class EnclaveClient:
 
     def _drop(self, reason: str) -> None:
         self._writer = None
+        self._outbox = []
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(unavailable(reason, label="enclave_unreachable"))

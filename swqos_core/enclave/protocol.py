@@ -89,37 +89,36 @@ def decode_error(data: bytes) -> tuple[ErrorCode, str]:
     return code, data[1 : 1 + MAX_REASON].decode("utf-8", "replace")
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame: int, *, frame_timeout: float | None = None,
-                     idle_timeout: float | None = None) -> Frame | None:
-    """Read one frame; ``None`` on a clean EOF between frames. Raises ProtocolError on garbage.
-
-    ``idle_timeout`` bounds the wait for a frame to start, ``frame_timeout`` the time from its
-    first byte to its last: a peer that sends half a frame cannot hold the connection.
-    """
-    try:
-        async with asyncio.timeout(idle_timeout):
-            first = await reader.readexactly(1)
-    except asyncio.IncompleteReadError:
-        return None
-    except TimeoutError:
-        raise ProtocolError(f"idle for more than {idle_timeout:g}s") from None
-    try:
-        async with asyncio.timeout(frame_timeout):
-            prefix = first + await reader.readexactly(LENGTH.size - 1)
-            (length,) = LENGTH.unpack(prefix)
-            if length < HEADER.size or length > max_frame:
-                raise ProtocolError(f"frame length {length} outside [{HEADER.size}, {max_frame}]")
-            body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise ProtocolError("truncated frame") from None
-    except TimeoutError:
-        raise ProtocolError(f"frame not complete within {frame_timeout:g}s") from None
+def parse_frame(body: bytes) -> Frame:
+    """A frame's body (after its length prefix) → Frame. Raises ProtocolError."""
     raw_type, request_id, trace_id = HEADER.unpack_from(body)
     try:
         ftype = FrameType(raw_type)
     except ValueError:
         raise ProtocolError(f"unknown frame type 0x{raw_type:02x}") from None
     return Frame(ftype, request_id, trace_id, body[HEADER.size :])
+
+
+def check_length(length: int, max_frame: int) -> None:
+    if length < HEADER.size or length > max_frame:
+        raise ProtocolError(f"frame length {length} outside [{HEADER.size}, {max_frame}]")
+
+
+async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> Frame | None:
+    """Read one frame from a stream; ``None`` on a clean EOF between frames. Raises ProtocolError."""
+    try:
+        prefix = await reader.readexactly(LENGTH.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ProtocolError("truncated length prefix") from None
+        return None
+    (length,) = LENGTH.unpack(prefix)
+    check_length(length, max_frame)
+    try:
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise ProtocolError("truncated frame") from None
+    return parse_frame(body)
 
 
 def encode_identity(public_key: bytes, signatures: int, measurement: str | None, document: bytes) -> bytes:

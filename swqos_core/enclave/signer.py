@@ -7,33 +7,36 @@ so it is measured into PCR0/PCR2). Nothing received on the socket changes what i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import os
 import socket
 import stat
+from collections.abc import Callable
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from swqos_core.config import AppConfig
 from swqos_core.enclave.protocol import (
+    LENGTH,
     MAX_NONCE,
     REQUESTS,
     ErrorCode,
+    Frame,
     FrameType,
     ProtocolError,
+    check_length,
     encode,
     encode_error,
     encode_identity,
     parse_address,
-    read_frame,
+    parse_frame,
 )
 from swqos_core.errors import ConfigError, Rejection
 from swqos_core.identity import from_base58, to_base58
 from swqos_core.layers import KeyProvider, PayloadMatcher, Signer
-from swqos_core.plugins import App, build_app
+from swqos_core.plugins import App, build_app, shutdown_plugins
 
 log = logging.getLogger("swqos.enclave")
 
@@ -52,8 +55,8 @@ class EnclaveSigner:
         self.max_connections = settings.max_connections
         self.frame_timeout = settings.frame_timeout_ms / 1000
         self.idle_timeout = settings.idle_timeout_s
-        #: Open connections → last time a frame arrived (the least recently active is closed first).
-        self._active: dict[asyncio.StreamWriter, float] = {}
+        #: Open connections (the least recently active is closed first when all slots are taken).
+        self._open: set[EnclaveConnection] = set()
         self.evicted = 0
         self.matcher: PayloadMatcher = app.one("payload_match")
         self.key_provider: KeyProvider = app.one("key_provider")
@@ -108,72 +111,146 @@ class EnclaveSigner:
         return encode_identity(self.public_key, self.signatures, self._measurement, document)
 
     # --- connections ---------------------------------------------------------------------
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        if len(self._active) >= self.max_connections:
+    def connection(self) -> EnclaveConnection:
+        """A protocol for one new connection; makes room first when every slot is taken."""
+        if len(self._open) >= self.max_connections:
             # Full: close the least recently active connection rather than refuse this one, so
             # idle connections from any local process cannot keep a restarted host-proxy out.
-            victim = min(self._active, key=self._active.__getitem__)
+            victim = min(self._open, key=lambda c: c.last_active)
             log.warning("connection cap %d reached: closing the least recently active connection",
                         self.max_connections)
             self.evicted += 1
-            self._active.pop(victim, None)
-            victim.close()
-        self._active[writer] = loop.time()
-        inflight: set[asyncio.Task[None]] = set()
-        try:
-            while writer in self._active:
-                frame = await read_frame(reader, self.max_frame, frame_timeout=self.frame_timeout,
-                                         idle_timeout=self.idle_timeout)
-                if frame is None:
-                    break
-                if writer in self._active:
-                    self._active[writer] = loop.time()
-                if frame.type not in REQUESTS:
-                    raise ProtocolError(f"{frame.type.name} is not a request")
-                rid, tid = frame.request_id, frame.trace_id
-                if frame.type is FrameType.SIGN:
-                    result = self.sign(frame.data, tid)
-                    if isinstance(result[0], FrameType):
-                        writer.write(encode(FrameType.SIGNATURE, rid, tid, result[1]))  # type: ignore[arg-type]
-                    else:
-                        writer.write(encode_error(rid, tid, result[0], result[1]))  # type: ignore[arg-type]
-                elif frame.type is FrameType.PING:
-                    writer.write(encode(FrameType.PONG, rid, tid, self.signatures.to_bytes(8, "big")))
-                elif len(frame.data) > MAX_NONCE:
-                    writer.write(encode_error(rid, tid, ErrorCode.REFUSED, f"nonce longer than {MAX_NONCE} bytes"))
-                elif len(inflight) >= self.max_inflight:
-                    writer.write(encode_error(rid, tid, ErrorCode.BUSY, "enclave busy"))
-                else:
-                    # Attestation may block on /dev/nsm: keep it off the loop, answer out of order.
-                    task = asyncio.create_task(self._identity(writer, rid, tid, frame.data))
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
-                await writer.drain()
-        except ProtocolError as exc:
-            log.warning("closing connection: %s", exc)
-        except (ConnectionError, OSError) as exc:
-            log.info("connection lost: %s", exc)
-        finally:
-            self._active.pop(writer, None)
-            for task in inflight:
-                task.cancel()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            victim.close("evicted: connection cap reached")
+        return EnclaveConnection(self)
 
-    async def _identity(self, writer: asyncio.StreamWriter, rid: int, tid: int, nonce: bytes) -> None:
+    def answer(self, frame: Frame, conn: EnclaveConnection) -> bytes | None:
+        """The reply to one request frame, or None when it is answered later (attestation)."""
+        if frame.type not in REQUESTS:
+            raise ProtocolError(f"{frame.type.name} is not a request")
+        rid, tid = frame.request_id, frame.trace_id
+        if frame.type is FrameType.SIGN:
+            kind, value = self.sign(frame.data, tid)
+            if kind is FrameType.SIGNATURE:
+                return encode(FrameType.SIGNATURE, rid, tid, value)  # type: ignore[arg-type]
+            return encode_error(rid, tid, kind, value)  # type: ignore[arg-type]
+        if frame.type is FrameType.PING:
+            return encode(FrameType.PONG, rid, tid, self.signatures.to_bytes(8, "big"))
+        if len(frame.data) > MAX_NONCE:
+            return encode_error(rid, tid, ErrorCode.REFUSED, f"nonce longer than {MAX_NONCE} bytes")
+        if len(conn.inflight) >= self.max_inflight:
+            return encode_error(rid, tid, ErrorCode.BUSY, "enclave busy")
+        # Attestation may block on /dev/nsm: keep it off the loop, answer out of order.
+        task = asyncio.get_running_loop().create_task(self._identity(conn, rid, tid, frame.data))
+        conn.inflight.add(task)
+        task.add_done_callback(conn.inflight.discard)
+        return None
+
+    async def _identity(self, conn: EnclaveConnection, rid: int, tid: int, nonce: bytes) -> None:
         try:
             data = await asyncio.to_thread(self.identity, nonce)
-            writer.write(encode(FrameType.IDENTITY_RESULT, rid, tid, data))
+            conn.send(encode(FrameType.IDENTITY_RESULT, rid, tid, data))
         except Exception:
             log.exception("attestation failed [trace %016x]", tid, extra={"request_id": f"{tid:016x}"})
-            writer.write(encode_error(rid, tid, ErrorCode.FAULT, "attestation failed"))
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.drain()
+            conn.send(encode_error(rid, tid, ErrorCode.FAULT, "attestation failed"))
 
 
-async def open_listener(address: str, handler) -> asyncio.Server:
+class EnclaveConnection(asyncio.Protocol):
+    """One connection to the enclave, as an asyncio Protocol.
+
+    Every frame that arrives in one read is answered, and all the answers leave in one write
+    (one syscall per batch, not per signature). A frame's bytes must all arrive within
+    ``frame_timeout`` of its first; a connection with no frame for ``idle_timeout`` is closed;
+    garbage closes this connection only. When the peer stops reading, reading stops too, so the
+    write buffer is bounded by what one read can ask for.
+    """
+
+    def __init__(self, enclave: EnclaveSigner) -> None:
+        self.enclave = enclave
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.last_active = self.loop.time()
+        self._partial_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.enclave._open.add(self)
+        self._idle_timer = self.loop.call_later(self.enclave.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop.time()
+        self.buffer += data
+        replies: list[bytes] = []
+        completed = False
+        try:
+            while len(self.buffer) >= LENGTH.size:
+                (length,) = LENGTH.unpack_from(self.buffer)
+                check_length(length, self.enclave.max_frame)
+                end = LENGTH.size + length
+                if len(self.buffer) < end:
+                    break
+                frame = parse_frame(bytes(self.buffer[LENGTH.size:end]))
+                del self.buffer[:end]
+                completed = True
+                reply = self.enclave.answer(frame, self)
+                if reply is not None:
+                    replies.append(reply)
+        except ProtocolError as exc:
+            self.send(b"".join(replies))
+            self.close(str(exc))
+            return
+        self.send(b"".join(replies))
+        if not self.buffer:
+            self._cancel_partial()
+        elif completed or self._partial_timer is None:  # a new frame started: its clock starts now
+            self._cancel_partial()
+            self._partial_timer = self.loop.call_later(self.enclave.frame_timeout, self.close,
+                                                       f"frame not complete within {self.enclave.frame_timeout:g}s")
+
+    def send(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def close(self, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            log.warning("closing connection: %s", reason)
+            self.transport.close()
+        self.enclave._open.discard(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.info("connection lost: %s", exc)
+        self.enclave._open.discard(self)
+        self._cancel_partial()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        for task in self.inflight:
+            task.cancel()
+
+    def _cancel_partial(self) -> None:
+        if self._partial_timer is not None:
+            self._partial_timer.cancel()
+            self._partial_timer = None
+
+    def _check_idle(self) -> None:
+        idle_for = self.loop.time() - self.last_active
+        if idle_for >= self.enclave.idle_timeout:
+            self.close(f"idle for more than {self.enclave.idle_timeout:g}s")
+        else:
+            self._idle_timer = self.loop.call_later(self.enclave.idle_timeout - idle_for, self._check_idle)
+
+
+async def open_listener(address: str, protocol_factory: Callable[[], asyncio.Protocol]) -> asyncio.Server:
     kind, where = parse_address(address)
     if kind == "unix":
         path = str(where)
@@ -184,7 +261,7 @@ async def open_listener(address: str, handler) -> asyncio.Server:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         old = os.umask(0o177)  # socket file 0600: only this user's host-proxy may connect
         try:
-            return await asyncio.start_unix_server(handler, path=path)
+            return await asyncio.get_running_loop().create_unix_server(protocol_factory, path=path)
         finally:
             os.umask(old)
     cid, port = where  # type: ignore[misc]
@@ -192,7 +269,7 @@ async def open_listener(address: str, handler) -> asyncio.Server:
         raise ConfigError("AF_VSOCK is not available on this system (vsock listeners run inside a Nitro enclave)")
     sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     sock.bind((cid if cid >= 0 else socket.VMADDR_CID_ANY, port))
-    return await asyncio.start_server(handler, sock=sock)
+    return await asyncio.get_running_loop().create_server(protocol_factory, sock=sock)
 
 
 async def run_enclave(cfg: AppConfig, *, ready: asyncio.Event | None = None) -> None:
@@ -203,7 +280,7 @@ async def run_enclave(cfg: AppConfig, *, ready: asyncio.Event | None = None) -> 
     for result in app.pm.hook.swqos_startup(app=app):
         if asyncio.iscoroutine(result):
             await result
-    server = await open_listener(cfg.settings.listen, enclave.handle)
+    server = await open_listener(cfg.settings.listen, enclave.connection)
     log.info("enclave listening on %s", cfg.settings.listen)
     if ready is not None:
         ready.set()
@@ -211,7 +288,4 @@ async def run_enclave(cfg: AppConfig, *, ready: asyncio.Event | None = None) -> 
         async with server:
             await server.serve_forever()
     finally:
-        for result in app.pm.hook.swqos_shutdown(app=app):
-            if asyncio.iscoroutine(result):
-                with contextlib.suppress(Exception):
-                    await result
+        await shutdown_plugins(app)

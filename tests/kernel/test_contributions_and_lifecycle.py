@@ -12,7 +12,6 @@ import pytest
 from swqos_core import config, hookimpl, plugins
 from swqos_core.errors import ConfigError
 from swqos_core.extensions import AdminOperation, MetricFamily
-from swqos_core.server import run_shutdown
 
 
 class FakeDist:
@@ -188,8 +187,8 @@ async def test_every_plugins_shutdown_runs_even_when_earlier_ones_fail(installed
             ("b_async", "acme-b", module("b", swqos_shutdown=hookimpl(async_fail))),
             ("c_fine", "acme-c", module("c", swqos_shutdown=hookimpl(fine)))]
     app = app_with(installed, *mods)
-    with caplog.at_level(logging.ERROR, logger="swqos.server"):
-        await run_shutdown(app)
+    with caplog.at_level(logging.ERROR, logger="swqos.plugins"):
+        await plugins.shutdown_plugins(app)
     assert sorted(ran) == ["async_fail", "fine", "sync_fail"]
     messages = [r.getMessage() for r in caplog.records]
     assert any("plugin 'a_sync': swqos_shutdown failed" in m and "sync boom" in m for m in messages)

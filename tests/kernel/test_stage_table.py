@@ -119,4 +119,4 @@ async def test_decode_refuses_non_canonical_bodies_before_any_layer_runs():
 
 
 def test_start_order_is_background_first_then_by_first_use_in_the_table():
-    assert layer_start_order() == ("revocation", "service", "client_ip", "rate_limit", "auth", "validate")
+    assert layer_start_order() == ("store", "revocation", "service", "client_ip", "rate_limit", "auth", "validate")
