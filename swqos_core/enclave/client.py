@@ -112,7 +112,7 @@ class EnclaveClient:
         self._pending[request_id] = future
         started = time.perf_counter()
         try:
-            self._send(writer, encode(ftype, request_id, trace_id, data))
+            self._send(encode(ftype, request_id, trace_id, data))
             frame = await future  # the caller's deadline (asyncio.timeout) bounds this wait
         except (ConnectionError, OSError):
             raise unavailable("enclave connection lost", label="enclave_unreachable") from None
@@ -129,15 +129,16 @@ class EnclaveClient:
             raise unavailable("enclave could not complete the request", label="enclave_fault")
         return frame
 
-    def _send(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+    def _send(self, frame: bytes) -> None:
         """Queue a frame; every frame queued in one loop turn leaves in one write (one syscall)."""
         self._outbox.append(frame)
         if len(self._outbox) == 1:
-            asyncio.get_running_loop().call_soon(self._flush, writer)
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self, writer: asyncio.StreamWriter) -> None:
+    def _flush(self) -> None:
         frames, self._outbox = self._outbox, []
-        if writer is self._writer and not writer.is_closing():
+        writer = self._writer
+        if frames and writer is not None and not writer.is_closing():
             writer.write(b"".join(frames))
 
     # --- connection ----------------------------------------------------------------------
