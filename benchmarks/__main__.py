@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _load, _report, _stages
-from swqos_core import devstack
+from swqos_auth_jwt.issuer import DEV_ISSUER, DEV_KID
 from swqos_core.identity import from_base58
+from swqos_dev import devstack
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,7 +64,7 @@ def proxy_configs(dev: devstack.DevDir) -> tuple[dict, dict]:
     flood = json.loads(json.dumps(full))
     flood["swqos"]["plugins"] = ["auth_jwt", "ratelimit", "cdn_cloudflare"]
     flood["pipeline"]["client_ip"] = ["cloudflare"]
-    flood["layers"]["client_ip"] = {"cloudflare": {"extra_trusted_ranges": ["127.0.0.0/8"]}}
+    flood["layers"]["client_ip"] = {"cloudflare": {"extra_trusted_ranges": ["127.0.0.0/8"], "allow_non_global": True}}
     flood["layers"]["rate_limit"]["gcra"] = {"address": q, "handshakes": q, "trader": q, "trader_sustained": HIGH}
     return full, flood
 
@@ -185,8 +186,8 @@ def run(p: dict[str, Any], dev: devstack.DevDir, tmpdir: Path, cfg_full: Path, c
     procs: list[subprocess.Popen[bytes]] = []
     ctx = multiprocessing.get_context("spawn")
     token = devstack.mint_dev_token(dev, "bench-trader", ttl=900)
-    cold_spec = {"issuer_key_pem": dev.issuer_key.read_bytes(), "iss": devstack.DEV_ISSUER, "aud": dev.audience(),
-                 "kid": devstack.DEV_KID, "sub": "bench-cold"}
+    cold_spec = {"issuer_key_pem": dev.issuer_key.read_bytes(), "iss": DEV_ISSUER, "aud": dev.audience(),
+                 "kid": DEV_KID, "sub": "bench-cold"}
 
     def job(target: str, **kw: Any) -> dict[str, Any]:
         j = {"target": target, "ca_pem": ca, "mode": "closed", "concurrency": p["concurrency"],

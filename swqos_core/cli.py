@@ -61,7 +61,10 @@ def run_dev(argv: list[str]) -> int:
 
 # --- enclave -------------------------------------------------------------------------------
 def cmd_enclave(args: argparse.Namespace) -> int:
+    from swqos_core.enclave.child import die_with_parent
     from swqos_core.enclave.signer import run_enclave
+
+    die_with_parent()
 
     cfg = config.load(args.config, process="enclave")
     with contextlib.suppress(KeyboardInterrupt):

@@ -27,10 +27,12 @@ USER_AGENT = f"swqos/{__version__}"
 class FetchError(Exception):
     """The document could not be fetched. ``label`` is a short metric label, ``message`` for the operator."""
 
-    def __init__(self, label: str, message: str) -> None:
+    def __init__(self, label: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.label = label
         self.message = message
+        #: The HTTP status, when the server answered with one other than 200.
+        self.status = status
 
 
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
@@ -58,13 +60,14 @@ def _client_args(ca_bundle: Path | None, connect_timeout: float, total_timeout: 
         "timeout": httpx.Timeout(total_timeout, connect=connect_timeout),
         "follow_redirects": False,
         "trust_env": False,
-        "headers": {"user-agent": USER_AGENT, "accept-encoding": "identity"},
+        # no-cache: a kill-switch poll must see the newest manifest, not a CDN's copy.
+        "headers": {"user-agent": USER_AGENT, "accept-encoding": "identity", "cache-control": "no-cache"},
     }
 
 
 def _check_response(url: str, response: httpx.Response, max_bytes: int) -> None:
     if response.status_code != 200:
-        raise FetchError("http_status", f"{url}: HTTP {response.status_code}")
+        raise FetchError("http_status", f"{url}: HTTP {response.status_code}", response.status_code)
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise FetchError("encoding", f"{url}: unexpected content-encoding {encoding!r}")

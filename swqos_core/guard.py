@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from swqos_core.errors import permission_denied, resource_exhausted
+from swqos_core.errors import Rejection, permission_denied, resource_exhausted
 from swqos_core.store import FailureRule, StateStore
 
 log = logging.getLogger("swqos.auth.bruteforce")
@@ -196,8 +196,9 @@ class BruteForceGuard:
             return
         self._age(e, now)
         if now < e.blocked_until:
-            # Refused without verification, and counted: ignoring the hint only makes it worse.
-            self._fail(key, e, now)
+            # Refused without verification, and counted (here, in the aggregates and in a shared
+            # store): ignoring the hint only makes it worse.
+            self.failure(key)
             if key in self._banned:
                 raise permission_denied("too many failed authentications from this address; temporarily banned",
                                         label="bruteforce_ban")
@@ -289,6 +290,18 @@ class BruteForceGuard:
                 del self._banned[k]
             return bool(ended)
         return False
+
+    def verdict(self, key: Hashable) -> Rejection | None:
+        """What :meth:`check` would raise for ``key`` (backoff or ban), or None; raises nothing.
+
+        For authenticators that must not lock out a credential already proven valid: they refuse
+        only the attempts that would cost a verification.
+        """
+        try:
+            self.check(key)
+        except Rejection as exc:
+            return exc
+        return None
 
     def banned(self, key: Hashable) -> bool:
         e = self._banned.get(key)

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
+from urllib.parse import unquote
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -74,6 +75,7 @@ def parse_peer(peer: str) -> IPAddress | None:
         host, _, _port = rest.rpartition(":")
         return parse_ip(host)
     if kind == "ipv6":
+        rest = unquote(rest)  # grpcio >= 1.6x writes ipv6:%5B::1%5D:port
         if rest.startswith("["):
             host, sep, _ = rest[1:].partition("]")
             return parse_ip(host) if sep else None
@@ -120,7 +122,7 @@ class ListenAddress:
             return False
         if self.host == "localhost":
             return True
-        ip = parse_ip(self.host)
+        ip = parse_ip(self.host, fold=False)  # only ::1 and 127/8 themselves: a 6to4 spelling is not loopback
         return ip is not None and ip.is_loopback
 
 

@@ -233,11 +233,14 @@ def load_plugins(
         except Exception as exc:  # an unimportable plugin is a startup error, named precisely
             problems.append(f"plugin {name!r} ({dist} {version}) failed to import: {type(exc).__name__}: {exc}")
             continue
-        try:
-            pm.register(module, name=name)
-        except (pluggy.PluginValidationError, ValueError) as exc:
-            problems.append(f"plugin {name!r} ({dist} {version}): {exc}")
-            continue
+        if pm.get_plugin(name) is module:  # already brought in by a plugin that depends on it (the CDN kit)
+            loaded[:] = [p for p in loaded if p.name != name]
+        else:
+            try:
+                pm.register(module, name=name)
+            except (pluggy.PluginValidationError, ValueError) as exc:
+                problems.append(f"plugin {name!r} ({dist} {version}): {exc}")
+                continue
         loaded.append(LoadedPlugin(name, dist, version, module))
     for i, plugin in enumerate(extra_plugins):
         pname = getattr(plugin, "SWQOS_PLUGIN_NAME", None) or f"extra-{i}"

@@ -7,6 +7,7 @@ first-party plugin that is installed (a third-party plugin documents its own set
 
     python -m swqos_core.reference docs/reference.md          # write
     python -m swqos_core.reference --check docs/reference.md  # exit 1 when it is stale
+    python -m swqos_core.reference --missing                  # keys that have no sentence yet
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ against the config file's directory. `<name>` stands for a name you choose (a ta
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("``", "`").replace("|", "\\|").replace("\n", " ")
 
 
 def table(cls: type | None) -> list[str]:
@@ -51,6 +52,23 @@ def default_plugin_names() -> list[str]:
     """The installed first-party plugins: the reference documents the project's own distributions."""
     installed = plugins.installed_entry_points()
     return sorted(name for name in plugins.FIRST_PARTY_DISTRIBUTIONS if name in installed)
+
+
+def _classes(registry: plugins.Registry) -> list[tuple[str, type | None]]:
+    out: list[tuple[str, type | None]] = [("[swqos]", config.CoreSettings)]
+    for process, (section, settings, pipeline) in config.PROCESS_SECTIONS.items():
+        out += [(f"[{section}]", settings), (f"[pipeline] ({process})", pipeline)]
+    for kind, regs in registry.entries.items():
+        out += [(f"[layers.{kind}.{name}]", reg.config) for name, reg in sorted(regs.items())]
+    return out
+
+
+def missing(plugin_names: Iterable[str] | None = None) -> list[str]:
+    """Keys without a ``#:`` sentence: what the reference shows with an empty meaning."""
+    names = default_plugin_names() if plugin_names is None else list(plugin_names)
+    pm, loaded, _ = plugins.load_plugins(names)
+    registry = plugins.collect_registrations(pm, loaded)
+    return [f"{where} {r.key}" for where, cls in _classes(registry) for r in schema.describe(cls) if not r.doc]
 
 
 def generate(plugin_names: Iterable[str] | None = None) -> str:
@@ -89,9 +107,15 @@ def generate(plugin_names: Iterable[str] | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swqos_core.reference", description=__doc__.splitlines()[0])
-    parser.add_argument("file", type=Path, help="the reference to write (docs/reference.md)")
+    parser.add_argument("file", type=Path, nargs="?", help="the reference to write (docs/reference.md)")
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 when FILE differs from the output")
+    parser.add_argument("--missing", action="store_true", help="list the keys that have no #: sentence, and exit")
     args = parser.parse_args(argv)
+    if args.missing:
+        print("\n".join(missing()))
+        return 0
+    if args.file is None:
+        parser.error("give the FILE to write or check")
     text = generate()
     if args.check:
         try:

@@ -294,6 +294,14 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def _class_doc(cls: type) -> str:
+    """The first paragraph of a settings class's own docstring (not dataclass's generated signature)."""
+    doc = cls.__dict__.get("__doc__") or ""
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        return ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def describe(cls: type | None, prefix: str = "") -> list[SettingDoc]:
     """Every key of settings class ``cls``, nested tables flattened into dotted keys, in field order."""
     if cls is None:
@@ -312,8 +320,9 @@ def describe(cls: type | None, prefix: str = "") -> list[SettingDoc]:
         else:
             default = "required"
         key = f"{prefix}{f.name}"
-        rows.append(SettingDoc(key, type_label(tp), default, _allowed(tp), docs.get(f.name, "")))
         nested = _nested(tp)
+        doc = docs.get(f.name) or (_class_doc(nested[1]) if nested else "")
+        rows.append(SettingDoc(key, type_label(tp), default, _allowed(tp), doc))
         if nested is not None:
             suffix, inner = nested
             rows.extend(describe(inner, f"{key}{suffix}."))

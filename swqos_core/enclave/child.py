@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -17,14 +18,26 @@ from pathlib import Path
 from swqos_core.errors import ConfigError
 
 _PR_SET_PDEATHSIG = 1
+#: Set by :func:`start_enclave_process` to the parent's pid; the child then asks to die with it.
+PARENT_ENV = "SWQOS_ENCLAVE_PARENT_PID"
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """In the enclave child: get SIGTERM when the parent dies, and exit now if it already has.
+
+    Done by the child itself at startup rather than in a ``preexec_fn``: that would make
+    subprocess fork (instead of spawn) a parent that runs grpc threads, and grpc's fork handlers
+    can abort the child before it execs.
+    """
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the parent's normal shutdown still stops it
-        pass
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # the parent's normal shutdown still stops it
+        return
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        raise SystemExit("swqos enclave: the parent process is gone; not starting")
 
 
 def start_enclave_process(config_path: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
@@ -33,7 +46,7 @@ def start_enclave_process(config_path: Path, log_path: Path | None = None) -> su
     return subprocess.Popen(
         [sys.executable, "-m", "swqos_core.cli", "enclave", "--config", str(config_path)],
         stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -14,27 +13,16 @@ from typing import Any
 
 import grpc
 
-from swqos_core import config, devstack
+from swqos_core import config
 from swqos_core.enclave.child import start_enclave_process, wait_for_socket
 from swqos_core.enclave.client import query_identity
 from swqos_core.identity import from_base58
 from swqos_core.server import ProxyServer, start_proxy
+from swqos_dev import devstack
 from swqos_proto import IDENTITY_METHOD, SIGN_METHOD, signer_pb2
+from swqos_testing.configs import merge
 
 DEFAULT = object()
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``override`` into a copy of ``base``; lists and scalars replace, ``None`` deletes."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @dataclass
@@ -153,9 +141,14 @@ async def running_stack(
     start_enclave: bool = True,
     wait_serving: bool = True,
 ) -> AsyncIterator[Stack]:
-    """A dev stack in ``tmp_path/dev`` with config overrides, torn down on exit."""
+    """A dev stack in ``tmp_path/dev`` with config overrides, torn down on exit.
+
+    The dev stack's plugins' defaults (JWT auth with the dev issuer, the TLS CertificateVerify
+    matcher) without the rate limiter: a test that wants one adds its own ``[layers.rate_limit]``.
+    ``proxy`` and ``enclave`` are deep-merged into the generated configs (``None`` deletes a key).
+    """
     dev = devstack.prepare(tmp_path / "dev")
-    proxy_data = merge(devstack.proxy_config(dev, "127.0.0.1:0", rate_limits=False), proxy or {})
+    proxy_data = merge(devstack.proxy_config(dev, "127.0.0.1:0", without=["ratelimit"]), proxy or {})
     proxy_data["proxy"].setdefault("enclave_ping_interval", 0.2)
     enclave_data = merge(devstack.enclave_config(dev), enclave or {})
     devstack.write_toml(dev.config, proxy_data)

@@ -13,10 +13,10 @@ import grpc
 import pytest
 from nacl.signing import SigningKey
 
-from swqos_core import devstack
 from swqos_core.enclave.client import open_connection, query_identity
 from swqos_core.enclave.protocol import FrameType, decode_error, encode, read_frame
 from swqos_core.identity import to_base58
+from swqos_dev import devstack
 from swqos_testing.payloads import valid_cv
 from tests.core.conftest import TRADER_TOKEN, static_stack
 

@@ -228,7 +228,7 @@ def test_config_check_cli_reports_every_problem(tmp_path):
         '[layers.key_provider.file]\npath = "k.json"\ncolour = 1\n'
     )
     result = swqos("config", "check", str(bad))
-    assert result.returncode == 2
+    assert result.returncode == 1  # invalid (2 is for usage errors)
     assert "3 problems" in result.stderr
     assert "plugin 'nope' is not installed" in result.stderr
     assert "unknown implementation 'tls_cvx' (available: tls_cv)" in result.stderr
@@ -240,7 +240,7 @@ def test_config_check_cli_accepts_a_valid_config(tmp_path):
     good.write_text(
         '[swqos]\nplugins = ["payload_tls_cv"]\n[enclave]\nlisten = "unix:///tmp/x.sock"\n'
         '[pipeline]\npayload_match = "tls_cv"\nkey_provider = "file"\n'
-        '[layers.key_provider.file]\npath = "k.json"\n'
+        '[layers.key_provider.file]\npath = "k.json"\ncreate = true\n'
     )
     result = swqos("config", "check", str(good))
     assert result.returncode == 0, result.stderr

@@ -233,9 +233,10 @@ async def test_tls12_self_probe_is_conclusive_with_client_certificates(tmp_path)
     process whose gRPC TLS still accepted TLS 1.2 could not pass it by accident."""
     import os
 
-    from swqos_core import TLS13_ONLY_CIPHER_SUITES, devstack
+    from swqos_core import TLS13_ONLY_CIPHER_SUITES
     from swqos_core.config import ProxySettings
     from swqos_core.server import tls12_refused
+    from swqos_dev import devstack
 
     dev = devstack.prepare(tmp_path / "dev")
     settings = ProxySettings(tls_cert=dev.tls_cert, tls_key=dev.tls_key, enclave="unix:///x", client_ca=dev.ca)
@@ -246,7 +247,7 @@ async def test_tls12_self_probe_is_conclusive_with_client_certificates(tmp_path)
 PROBE_SCRIPT = """
 import grpc  # imported before swqos_core: the TLS 1.3-only restriction never reaches grpc
 import asyncio, pathlib, sys
-from swqos_core import devstack
+from swqos_dev import devstack
 from swqos_core.config import ProxySettings
 from swqos_core.server import tls12_refused
 dev = devstack.prepare(pathlib.Path(sys.argv[1]))

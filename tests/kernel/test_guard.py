@@ -150,3 +150,85 @@ def test_failure_after_a_ban_ended_counts_from_zero_with_strikes_kept():
     assert g.banned("k")
     mono[0] += 199
     assert g.banned("k")  # second ban: 200 s
+
+
+def v6_key(prefix48: int, subnet: int) -> int:
+    """``address_key`` of an address in /64 number ``subnet`` (16 bits) of a /48."""
+    import ipaddress
+
+    from swqos_core.net import address_key
+
+    return address_key(ipaddress.IPv6Address((prefix48 << 80) | (subnet << 64) | 1))
+
+
+def test_a_slash48_rotating_through_its_slash64s_is_banned_as_a_whole():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(ban_after_56=40, ban_after_48=80), monotonic=lambda: mono[0])
+    base = 0x20010DB80001
+    for subnet in range(40):  # 40 /64s in 40 different /56s, two failures each: no /64 or /56 near a ban
+        for _ in range(2):
+            g.failure(v6_key(base, subnet << 8))
+    with pytest.raises(Rejection) as ei:
+        g.check(v6_key(base, 0xFFFF))  # a fresh /64 of the same /48
+    assert ei.value.code == grpc.StatusCode.PERMISSION_DENIED and ei.value.label == "bruteforce_ban_range"
+    g.check(v6_key(base + 1, 0))  # the next /48 is not affected
+    g.check(4_000_000_000)  # nor IPv4
+
+
+def test_a_slash56_has_its_own_threshold_and_aggregates_never_back_off():
+    mono = [0.0]
+    g = BruteForceGuard(BruteForceSettings(ban_after_56=40, ban_after_48=0), monotonic=lambda: mono[0])
+    base = 0x20010DB80002
+    for i in range(39):  # 39 /64s of one /56, one failure each
+        g.failure(v6_key(base, i))
+        g.check(v6_key(base, 200))  # the /56 is counting, never backing off
+    g.failure(v6_key(base, 39))
+    with pytest.raises(Rejection) as ei:
+        g.check(v6_key(base, 200))
+    assert ei.value.label == "bruteforce_ban_range"
+    g.check(v6_key(base, 0x100))  # another /56 of the same /48: /48 counting is off here
+
+
+def test_aggregate_thresholds_are_validated():
+    with pytest.raises(ValueError):
+        BruteForceSettings(ban_after=20, ban_after_48=10)
+    BruteForceSettings(ban_after_56=0, ban_after_48=0)
+
+
+class SharedStore:
+    """Just enough of a shared StateStore for the guard: records reports, answers bans."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, int]] = []
+        self.bans: dict[str, float] = {}
+
+    def report_failures(self, items):
+        self.reports += [(k, rule.ban_after) for k, rule in items]
+
+    def ban_remaining(self, key):
+        return self.bans.get(key, 0.0)
+
+
+def test_with_a_shared_store_failures_are_reported_and_its_bans_refused():
+    from swqos_core.guard import store_key
+
+    store = SharedStore()
+    g = BruteForceGuard(BruteForceSettings(), name="jwt", store=store)  # type: ignore[arg-type]
+    key = v6_key(0x20010DB80003, 5)
+    g.failure(key)
+    assert [n for _, n in store.reports] == [20, 40, 80]  # the /64, its /56 and its /48, own thresholds
+    assert store.reports[0][0] == store_key("jwt", key)
+    g.check(key)
+    store.bans[store_key("jwt", 1234)] = 30.0  # banned by another replica
+    with pytest.raises(Rejection) as ei:
+        g.check(1234)
+    assert ei.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_the_in_process_store_adds_nothing():
+    from swqos_core.store import MemoryStateStore
+
+    g = BruteForceGuard(BruteForceSettings(), store=MemoryStateStore())
+    assert g.store is None

@@ -44,9 +44,23 @@ def test_the_kernel_imports_no_plugin_no_client_and_no_test_kit():
     assert offenders == []
 
 
+def code_lines(path: Path) -> int:
+    """Lines of code as cloc counts them: not blank, not a comment, not a docstring."""
+    source = path.read_text()
+    lines = source.splitlines()
+    skip = {i for i, line in enumerate(lines, 1) if not line.strip() or line.strip().startswith("#")}
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            skip.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return len(lines) - len(skip)
+
+
 def test_the_kernel_stays_small():
-    lines = sum(len(p.read_text().splitlines()) for p in KERNEL.rglob("*.py"))
-    assert lines <= 4000, f"swqos_core has {lines} lines of Python; the kernel's budget is 4,000"
+    lines = sum(code_lines(p) for p in KERNEL.rglob("*.py"))
+    assert lines <= 4000, f"swqos_core has {lines} lines of code; the kernel's budget is 4,000"
 
 
 def test_one_set_of_version_bounds_across_every_distribution():

@@ -23,6 +23,7 @@ from .errors import (
     BadResponse,
     DeadlineExceeded,
     LocalRefusal,
+    ProxyUnreachable,
     SwqosError,
     error_from_status,
 )
@@ -33,7 +34,17 @@ from .tokens import TokenCallback, TokenSource, as_token_source
 Metadata = Sequence[tuple[str, str]]
 
 DEFAULT_TIMEOUT = 1.0  # seconds; a QUIC handshake times out after 2 s on current Agave leaders
+#: Seconds a client's first call may wait for its channel's first connection (TCP, TLS, HTTP/2),
+#: on top of the call's own ``timeout``. A cold channel pays the handshakes once; a proxy that
+#: is still starting is retried meanwhile instead of failing the first call.
+DEFAULT_CONNECT_TIMEOUT = 5.0
 MAX_NONCE = 64
+#: grpc's reconnect backoff starts at 1 s: one refused first attempt (a proxy still starting)
+#: would then outlast a 1 s call. These start lower; ``channel_options`` can override them.
+_RECONNECT_OPTIONS: list[tuple[str, object]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class _Common:
     trust: TlsTrust
     timeout: float
     retry: RetryPolicy
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     channel_options: list[tuple[str, object]] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -91,6 +103,7 @@ class _Common:
         # Requests and replies are tiny; a small cap bounds what a misbehaving server can make us buffer.
         return [
             ("grpc.max_receive_message_length", 64 * 1024),
+            *_RECONNECT_OPTIONS,
             *self.trust.options(),
             *self.channel_options,
         ]
@@ -105,6 +118,12 @@ class _Common:
         if t <= 0:
             raise LocalRefusal("timeout must be positive")
         return t
+
+    def not_ready_error(self, waited: float) -> ProxyUnreachable:
+        return ProxyUnreachable(
+            f"no connection to swqos proxy at {self.target} within {waited:.3f} s (TCP, TLS or the proxy is down)",
+            code=grpc.StatusCode.UNAVAILABLE,
+        )
 
     def deadline_error(self, budget: float, attempts: int, last: SwqosError | None) -> SwqosError:
         if last is not None and not isinstance(last, DeadlineExceeded):
@@ -143,7 +162,14 @@ def _check_nonce(nonce: bytes) -> bytes:
 
 
 class _ClientBase:
-    """What the blocking and the asyncio clients share: settings, the channel and its two methods."""
+    """What the blocking and the asyncio clients share: settings, the channel and its two methods.
+
+    A new client has a cold channel: no connection until the first call. That first call (or an
+    explicit ``wait_ready()``) first waits up to ``connect_timeout`` for the connection, then runs
+    under its own ``timeout``. If the connection is still not up by then, the call goes ahead
+    anyway and fails with the transport's own reason (``ProxyUnreachable``). ``connect_timeout=None``
+    skips the wait: the first call's ``timeout`` then covers the handshakes too.
+    """
 
     _secure_channel: Callable[..., Any]
 
@@ -158,15 +184,21 @@ class _ClientBase:
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         channel_options: Sequence[tuple[str, object]] = (),
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
+        if connect_timeout is not None and connect_timeout <= 0:
+            raise LocalRefusal("connect_timeout must be positive (or None)")
         self._c = _Common(
             target=target,
             tokens=as_token_source(token, token_refresh, refresh_margin),
             trust=trust or TlsTrust(),
             timeout=float(timeout),
             retry=retry or RetryPolicy(),
+            connect_timeout=None if connect_timeout is None else float(connect_timeout),
             channel_options=list(channel_options),
         )
+        #: True once the channel has connected (after that, calls never wait for it again).
+        self._warm = False
         self._channel = self._secure_channel(target, self._c.trust.credentials(), options=self._c.options())
         self._sign = self._channel.unary_unary(
             SIGN_METHOD,
@@ -195,6 +227,26 @@ class SignerClient(_ClientBase):
 
     _secure_channel = staticmethod(grpc.secure_channel)
 
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Connect now (warm-up): wait up to ``timeout`` (default ``connect_timeout``, else 5 s) for
+        the channel's connection; raises :class:`ProxyUnreachable` naming the target if it is not up."""
+        waited = timeout or self._c.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=waited)
+        except grpc.FutureTimeoutError:
+            ready.cancel()  # stop watching the channel's connectivity
+            raise self._c.not_ready_error(waited) from None
+        self._warm = True
+
+    def _warm_up(self) -> None:
+        if self._warm or self._c.connect_timeout is None:
+            return
+        try:
+            self.wait_ready(self._c.connect_timeout)
+        except ProxyUnreachable:
+            self._warm = True  # waited once; from now on each call reports the transport's reason at once
+
     def sign_certificate_verify(
         self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
     ) -> bytes:
@@ -209,6 +261,7 @@ class SignerClient(_ClientBase):
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, req: object, timeout: float | None, extra: Metadata):
         budget = self._c.total(timeout)
+        self._warm_up()
         deadline = time.monotonic() + budget
         attempts = 0
         last: SwqosError | None = None
@@ -250,6 +303,25 @@ class AsyncSignerClient(_ClientBase):
 
     _secure_channel = staticmethod(grpc.aio.secure_channel)
 
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Connect now (warm-up): wait up to ``timeout`` (default ``connect_timeout``, else 5 s) for
+        the channel's connection; raises :class:`ProxyUnreachable` naming the target if it is not up."""
+        waited = timeout or self._c.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+        try:
+            async with asyncio.timeout(waited):
+                await self._channel.channel_ready()
+        except TimeoutError:
+            raise self._c.not_ready_error(waited) from None
+        self._warm = True
+
+    async def _warm_up(self) -> None:
+        if self._warm or self._c.connect_timeout is None:
+            return
+        try:
+            await self.wait_ready(self._c.connect_timeout)
+        except ProxyUnreachable:
+            self._warm = True  # waited once; from now on each call reports the transport's reason at once
+
     async def sign_certificate_verify(
         self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
     ) -> bytes:
@@ -265,6 +337,7 @@ class AsyncSignerClient(_ClientBase):
 
     async def _call(self, method, req: object, timeout: float | None, extra: Metadata):  # type: ignore[no-untyped-def]
         budget = self._c.total(timeout)
+        await self._warm_up()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
         attempts = 0

@@ -95,9 +95,23 @@ class _SigningForQuic(Ed25519PrivateKey):
 
 
 class ValidatorConnection(QuicConnectionProtocol):
-    """aioquic protocol with a place to read the handshake details."""
+    """The aioquic protocol ``connect_as_validator`` yields: the handshake details, and ``send``."""
 
     handshake: HandshakeInfo
+
+    def send(self, data: bytes) -> int:
+        """Send ``data`` on a new unidirectional stream and close the stream; returns its id.
+
+        This is how a TPU takes transactions: one serialized transaction per stream (at most 1232
+        bytes; a leader drops larger ones). The packets are handed to the socket before this
+        returns. Raises ``ConnectionError`` once the connection is closed.
+        """
+        if self._closed.is_set():
+            raise ConnectionError("the QUIC connection is closed")
+        stream_id = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        self._quic.send_stream_data(stream_id, bytes(data), end_stream=True)
+        self.transmit()
+        return stream_id
 
 
 def _as_remote_key(signer: RemoteEd25519PrivateKey | SignerClient) -> RemoteEd25519PrivateKey:
@@ -131,7 +145,9 @@ async def connect_as_validator(
     """
     key = _as_remote_key(signer)
     loop = asyncio.get_running_loop()
-    # Fetching the identity (if not pinned) is a blocking RPC: keep it off the event loop.
+    # Both are blocking: keep them off the event loop. The warm-up makes sure the signing call
+    # inside the handshake does not also pay the connection to the proxy (TCP, TLS, HTTP/2).
+    await loop.run_in_executor(None, key.client._warm_up)  # never raises: the handshake reports failures
     public_key = await loop.run_in_executor(None, key.public_key)
     info = HandshakeInfo()
     adapter = _SigningForQuic(key, info)

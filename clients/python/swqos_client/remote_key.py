@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
+import base58
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -20,6 +21,29 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .client import SignerClient
 from .errors import BadResponse, LocalRefusal
 from .payload import check_client_certificate_verify
+
+
+def as_public_key(value: str | bytes | bytearray | Ed25519PublicKey) -> Ed25519PublicKey:
+    """A validator identity from base58 text, 32 raw bytes or an ``Ed25519PublicKey``.
+
+    Raises :class:`LocalRefusal` (a ``ValueError``) saying what is wrong with anything else.
+    """
+    if isinstance(value, Ed25519PublicKey):
+        return value
+    if isinstance(value, str):
+        try:
+            raw = base58.b58decode(value.strip())
+        except ValueError:
+            raise LocalRefusal(f"public_key {value!r} is not base58") from None
+        if len(raw) != 32:
+            raise LocalRefusal(f"public_key {value!r} decodes to {len(raw)} bytes; a validator identity is 32")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) != 32:
+            raise LocalRefusal(f"public_key is {len(raw)} bytes; a validator identity is 32 (or give its base58 text)")
+    else:
+        raise LocalRefusal(f"public_key must be base58 text, 32 bytes or an Ed25519PublicKey, not {type(value).__name__}")
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 class PrivateKeyUnavailable(TypeError):
@@ -30,8 +54,9 @@ class RemoteEd25519PrivateKey(Ed25519PrivateKey):
     """``Ed25519PrivateKey`` backed by a swqos remote signer. It signs TLS 1.3 client CertificateVerify
     content and nothing else; everything else is refused locally, before any network call.
 
-    ``public_key`` pins the validator identity the caller expects. When omitted it is fetched once
-    through ``GetIdentity`` (lazily, on first use). When given, a proxy that reports another key is
+    ``public_key`` pins the validator identity the caller expects: base58 text (as Solana tools
+    print it), 32 raw bytes, or an ``Ed25519PublicKey``. When omitted it is fetched once through
+    ``GetIdentity`` (lazily, on first use). When given, a proxy that reports another key is
     refused, and every returned signature is verified against the pinned key before use.
     """
 
@@ -39,7 +64,7 @@ class RemoteEd25519PrivateKey(Ed25519PrivateKey):
         self,
         client: SignerClient,
         *,
-        public_key: bytes | Ed25519PublicKey | None = None,
+        public_key: str | bytes | Ed25519PublicKey | None = None,
         timeout: float | None = None,
         verify_signatures: bool = True,
     ) -> None:
@@ -49,11 +74,7 @@ class RemoteEd25519PrivateKey(Ed25519PrivateKey):
         self._lock = threading.Lock()
         self._public: Ed25519PublicKey | None = None
         if public_key is not None:
-            self._public = (
-                public_key
-                if isinstance(public_key, Ed25519PublicKey)
-                else Ed25519PublicKey.from_public_bytes(bytes(public_key))
-            )
+            self._public = as_public_key(public_key)
         self._pinned = public_key is not None
         #: Count of remote signatures obtained (diagnostics; the enclave keeps its own count).
         self.signatures = 0
@@ -119,4 +140,4 @@ class RemoteEd25519PrivateKey(Ed25519PrivateKey):
         return f"<RemoteEd25519PrivateKey via {self._client.target}>"
 
 
-__all__ = ["LocalRefusal", "PrivateKeyUnavailable", "RemoteEd25519PrivateKey"]
+__all__ = ["LocalRefusal", "PrivateKeyUnavailable", "RemoteEd25519PrivateKey", "as_public_key"]

@@ -13,6 +13,7 @@ certificate was actually presented itself (aioquic would accept an empty Certifi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
@@ -34,18 +35,30 @@ CLOSE_BAD_CERTIFICATE = 0x1002
 
 @dataclass
 class PeerRecord:
-    """One accepted or refused connection as the stand-in saw it."""
+    """One connection as the stand-in saw it, appended to ``StandInTpu.peers`` when its handshake
+    completes and updated as streams arrive."""
 
+    #: The 32-byte Ed25519 key of the client certificate, i.e. the identity the client proved
+    #: (aioquic verified the CertificateVerify against it). None when no usable certificate came.
     public_key: bytes | None = None
+    #: The client certificate as sent (DER).
     certificate_der: bytes | None = None
+    #: True when the certificate is Agave's 249-byte template for ``public_key``, byte for byte.
     matches_agave_template: bool = False
+    #: The TLS 1.3 suite negotiated (decides a 130- or 146-byte CertificateVerify).
     cipher_suite: CipherSuite | None = None
+    #: True when the stand-in kept the connection (a certificate, Ed25519, the template if required).
     accepted: bool = False
+    #: Why the connection was closed instead: "client certificate required", "client certificate
+    #: key is not Ed25519", "client certificate is not the Agave template". None when accepted.
     refusal: str | None = None
+    #: Bytes received per stream id (accepted connections only; each stream capped at the
+    #: stand-in's ``max_stream_bytes``: a chunk that would pass the cap is dropped).
     streams: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def data(self) -> bytes:
+        """Every stream's bytes, in stream-id order."""
         return b"".join(self.streams[k] for k in sorted(self.streams))
 
 
@@ -106,7 +119,20 @@ class _TpuProtocol(QuicConnectionProtocol):
 
 
 class StandInTpu:
-    """``async with StandInTpu() as tpu:`` listens on ``tpu.host:tpu.port`` (UDP, loopback)."""
+    """A leader's TPU QUIC endpoint for tests: ``async with StandInTpu() as tpu:`` listens on
+    ``tpu.host:tpu.port`` (UDP; port 0 picks a free one, read ``tpu.port`` after start).
+
+    - ``require_agave_template``: refuse client certificates that are not Agave's template
+      (Firedancer's rule; default True).
+    - ``max_stream_bytes``: the most a stream may carry (default 1232, a transaction's limit).
+    - ``peers``: one :class:`PeerRecord` per completed handshake, in order.
+    - ``await tpu.wait_for(predicate, timeout=5.0)``: the first record for which
+      ``predicate(record)`` is true, waiting for new handshakes and streams; ``TimeoutError``
+      after ``timeout`` seconds. E.g. ``await tpu.wait_for(lambda r: r.accepted and r.data == tx)``.
+
+    Run it on the event loop of the QUIC client under test (``connect_as_validator``), which is
+    the one blocked during remote signing; the proxy answering the signing call must run elsewhere.
+    """
 
     def __init__(
         self,
@@ -143,8 +169,8 @@ class StandInTpu:
         self.port = self._server._transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
         return self
 
-    async def wait_for(self, predicate, timeout: float = 5.0) -> PeerRecord:  # type: ignore[no-untyped-def]
-        """Wait until some peer record satisfies ``predicate``; returns it (TimeoutError otherwise)."""
+    async def wait_for(self, predicate: Callable[[PeerRecord], bool], timeout: float = 5.0) -> PeerRecord:
+        """Wait until some peer record satisfies ``predicate``; returns it (``TimeoutError`` otherwise)."""
         async with asyncio.timeout(timeout):
             while True:
                 for rec in self.peers:
@@ -210,9 +236,7 @@ def demo_handshake(target: str, ca_pem: bytes, token: str, *, server_name: str =
             data = b"demo transaction bytes"
             async with StandInTpu() as tpu:
                 async with connect_as_validator(tpu.host, tpu.port, key, cipher_suites=SHA256_SUITES) as conn:
-                    sid = conn._quic.get_next_available_stream_id(is_unidirectional=True)
-                    conn._quic.send_stream_data(sid, data, end_stream=True)
-                    conn.transmit()
+                    conn.send(data)
                     rec = await tpu.wait_for(lambda r: r.accepted and r.data == data)
                     hs = conn.handshake
                 return DemoHandshake(

@@ -87,6 +87,12 @@ class FakeSigner:
     def public_key(self) -> bytes:
         return self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
+    @property
+    def public_key_base58(self) -> str:
+        import base58
+
+        return base58.b58encode(self.public_key).decode()
+
     def _next(self) -> Step:
         with self.lock:
             return self.script.pop(0) if self.script else Step()
@@ -123,8 +129,8 @@ def tls_material() -> tuple[bytes, bytes, bytes]:
     return make_tls()
 
 
-@pytest.fixture
-def fake_signer(tls_material) -> Iterator[FakeSigner]:
+def start_fake_signer(tls_material: tuple[bytes, bytes, bytes], port: int = 0) -> tuple[FakeSigner, grpc.Server]:
+    """A running fake signer on 127.0.0.1:``port`` (0: any free port); stop the server when done."""
     ca, cert, key = tls_material
     fake = FakeSigner(ca_pem=ca, target="", key=Ed25519PrivateKey.generate())
     handler = grpc.method_handlers_generic_handler(
@@ -144,12 +150,33 @@ def fake_signer(tls_material) -> Iterator[FakeSigner]:
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    bound = server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([(key, cert)]))
     server.start()
-    fake.target = f"127.0.0.1:{port}"
+    fake.target = f"127.0.0.1:{bound}"
+    return fake, server
+
+
+@pytest.fixture
+def fake_signer(tls_material) -> Iterator[FakeSigner]:
+    fake, server = start_fake_signer(tls_material)
     try:
         yield fake
     finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def late_signer(tls_material):
+    """``start(port)`` starts a fake signer on that port later (a proxy still booting); stopped at the end."""
+    servers: list[grpc.Server] = []
+
+    def start(port: int) -> FakeSigner:
+        fake, server = start_fake_signer(tls_material, port)
+        servers.append(server)
+        return fake
+
+    yield start
+    for server in servers:
         server.stop(None)
 
 

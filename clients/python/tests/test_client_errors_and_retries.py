@@ -136,17 +136,20 @@ def test_server_name_override(fake_signer, step) -> None:
 
 def test_untrusted_server_certificate_is_a_clear_error(fake_signer, step, other_ca) -> None:
     start = time.monotonic()
-    with SignerClient(fake_signer.target, token="t", trust=TlsTrust(ca_pem=other_ca), timeout=1.0, retry=FAST) as c:
+    with SignerClient(fake_signer.target, token="t", trust=TlsTrust(ca_pem=other_ca), timeout=1.0, retry=FAST,
+                      connect_timeout=0.5) as c:
         with pytest.raises(Unavailable):
             c.sign_certificate_verify(CV)
-    assert time.monotonic() - start < 5  # bounded by the deadline (generous margin; not a speed test)
+    assert time.monotonic() - start < 5  # bounded by connect wait + deadline (generous margin; not a speed test)
     assert fake_signer.seen == []
 
 
 def test_unreachable_proxy_clear_error_within_deadline(closed_port) -> None:
+    """Without the first call's connect wait, the call's deadline bounds everything."""
     target = f"127.0.0.1:{closed_port}"
     start = time.monotonic()
-    with SignerClient(target, token="t", timeout=0.5, retry=RetryPolicy(initial_backoff=0.01)) as c:
+    with SignerClient(target, token="t", timeout=0.5, retry=RetryPolicy(initial_backoff=0.01),
+                      connect_timeout=None) as c:
         with pytest.raises((ProxyUnreachable, DeadlineExceeded)) as info:
             c.sign_certificate_verify(CV)
     elapsed = time.monotonic() - start
@@ -156,7 +159,7 @@ def test_unreachable_proxy_clear_error_within_deadline(closed_port) -> None:
 
 async def test_async_unreachable_proxy(closed_port) -> None:
     target = f"127.0.0.1:{closed_port}"
-    async with AsyncSignerClient(target, token="t", timeout=0.5) as c:
+    async with AsyncSignerClient(target, token="t", timeout=0.5, connect_timeout=0.5) as c:
         with pytest.raises((ProxyUnreachable, DeadlineExceeded)) as info:
             await c.get_identity()
     assert target in str(info.value)

@@ -23,14 +23,30 @@ async def test_handshake_as_validator(fake_signer, suites, size) -> None:
         async with StandInTpu() as tpu:
             async with connect_as_validator(tpu.host, tpu.port, key, cipher_suites=suites) as conn:
                 assert conn.handshake.payload_size == size
-                sid = conn._quic.get_next_available_stream_id(is_unidirectional=True)
-                conn._quic.send_stream_data(sid, b"transaction bytes", end_stream=True)
-                conn.transmit()
+                first = conn.send(b"transaction ")
+                second = conn.send(b"bytes")
+                assert first != second  # one new stream per send
                 rec = await tpu.wait_for(lambda r: r.data == b"transaction bytes")
+                assert rec.streams == {first: b"transaction ", second: b"bytes"}
         assert rec.accepted and rec.public_key == fake_signer.public_key
         assert rec.matches_agave_template
         assert fake_signer.signatures == 1
         assert len(fake_signer.seen[0].payload) == size
+    finally:
+        client.close()
+
+
+async def test_send_after_close_is_refused(fake_signer) -> None:
+    client = SignerClient(fake_signer.target, token="t", trust=TlsTrust(ca_pem=fake_signer.ca_pem))
+    key = RemoteEd25519PrivateKey(client, public_key=fake_signer.public_key_base58)
+    try:
+        async with StandInTpu() as tpu:
+            async with connect_as_validator(tpu.host, tpu.port, key) as conn:
+                conn.close()
+                await conn.wait_closed()
+                with pytest.raises(ConnectionError):
+                    conn.send(b"too late")
+            assert all(not r.streams for r in tpu.peers)
     finally:
         client.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swqos_core.cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
+from swqos_cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
 
 PUBLIC_IP_LIST_URL = "https://api.fastly.com/public-ip-list"
 SNAPSHOT_RESOURCE = "fastly-public-ip-list.json"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from swqos_cdn import EdgeResolver, EdgeSettings
 from swqos_cdn_fastly.ranges import PROVIDER
-from swqos_core.cdn import EdgeResolver, EdgeSettings
 from swqos_core.errors import ConfigError
 from swqos_core.layers import BuildContext, RequestHead
 from swqos_core.net import IPAddress

@@ -23,8 +23,9 @@ class TestFastlyConformance(ClientIpResolverConformance):
     edge_peer_v6 = "ipv6:[2a04:4e42::57]:443"
     cdn_client = "151.101.65.1"
 
-    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None):
+    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None, allow_non_global=False):
         return build(FastlySettings(require_cdn=require_cdn, refresh_url=refresh_url, ranges_file=ranges_file,
+            allow_non_global=allow_non_global,
                                     client_ip_overwritten_by_service=True))
 
     def default_resolver(self):

@@ -41,8 +41,8 @@ async def test_selected_by_toml(tmp_path):
     assert {p.distribution for p in app.plugins if p.name == "cdn_fastly"} == {"swqos-cdn-fastly"}
     (name, resolver), = app.layers["client_ip"]
     assert name == "fastly"
-    got = await resolver.resolve(head("ipv4:151.101.1.57:443", [("fastly-client-ip", "198.51.100.4")]))
-    assert got == ClientAddress(ipaddress.ip_address("198.51.100.4"), "fastly", "ipv4:151.101.1.57:443")
+    got = await resolver.resolve(head("ipv4:151.101.1.57:443", [("fastly-client-ip", "81.2.69.4")]))
+    assert got == ClientAddress(ipaddress.ip_address("81.2.69.4"), "fastly", "ipv4:151.101.1.57:443")
 
 
 def test_not_imported_unless_listed(tmp_path):

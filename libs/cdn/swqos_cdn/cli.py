@@ -1,45 +1,87 @@
-"""The ``swqos cdn`` command group, shared by every installed CDN plugin."""
+"""The ``swqos cdn`` command group, shared by every installed CDN plugin.
+
+The kit's ``cdn`` plugin adds the group (``swqos_add_commands``); the CDNs it knows are those the
+loaded plugins register through ``swqos_register_cdn_providers``, collected when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from swqos_core.cdn.ranges import DEFAULT_STATE_DIR, RangeError, Snapshot, load_best
-from swqos_core.cdn.refresh import CdnProvider, refresh
-from swqos_core.cdn.render import RENDER_FORMATS, RenderError, render_aws_sg, render_nftables, render_terraform
+import pluggy
+
+from swqos_cdn.ranges import DEFAULT_STATE_DIR, RangeError, Snapshot, load_best
+from swqos_cdn.refresh import CdnProvider, refresh
+from swqos_cdn.render import RENDER_FORMATS, RenderError, render_aws_sg, render_nftables, render_terraform
 from swqos_core.files import write_atomic
+from swqos_core.plugins import each_plugin, installed_entry_points
 
-_REGISTRY_ATTR = "swqos_cdn_providers"
+#: Where the providers come from when a command runs: a mapping, or a callable returning one
+#: (it may raise CdnProviderError, e.g. two plugins registering one name).
+ProviderSource = Mapping[str, CdnProvider] | Callable[[], Mapping[str, CdnProvider]]
 
 
-def add_cdn_provider(subparsers: argparse._SubParsersAction, provider: CdnProvider) -> None:
-    """Add ``provider`` to ``swqos cdn refresh|render|show``, creating the group on first use.
+class CdnProviderError(Exception):
+    """The installed CDN plugins do not agree (two register one provider name); the message names both."""
 
-    Call it from a plugin's ``swqos_add_commands`` hook. Every CDN plugin, first- or
-    third-party, calls it; the group is created once and shared.
+
+def collect_providers(pm: pluggy.PluginManager) -> dict[str, CdnProvider]:
+    """Call ``swqos_register_cdn_providers`` plugin by plugin; raise CdnProviderError on a clash.
+
+    Goes through pluggy (one subset caller per plugin, so wrappers and monitoring see the calls)
+    and remembers which plugin registered which name, so a clash names both owners.
     """
-    cdn = subparsers.choices.get("cdn")
-    if cdn is None:
-        cdn = build_cdn_parser(subparsers.add_parser(
-            "cdn", help="CDN edge ranges: refresh the allow-list, render lockdown rules",
-            description="CDN edge ranges: refresh the allow-list, render lockdown rules."))
-    registry = getattr(cdn, _REGISTRY_ATTR, None)
-    if registry is None:
-        raise RuntimeError("a 'cdn' command exists that swqos_core.cdn did not create")
-    existing = registry.get(provider.name)
-    if existing is not None and existing is not provider:
-        raise RuntimeError(f"two plugins register the CDN provider {provider.name!r}")
-    registry[provider.name] = provider
+    if not hasattr(pm.hook, "swqos_register_cdn_providers"):
+        return {}
+    found: dict[str, tuple[str, CdnProvider]] = {}
+    problems: list[str] = []
+    for plugin_name, caller in each_plugin(pm, "swqos_register_cdn_providers"):
+
+        def register(provider: CdnProvider, _owner: str = plugin_name) -> None:
+            if not isinstance(provider, CdnProvider):
+                problems.append(f"{_describe(_owner)}: {type(provider).__name__} is not a swqos_cdn.CdnProvider")
+                return
+            existing = found.get(provider.name)
+            if existing is None:
+                found[provider.name] = (_owner, provider)
+            elif existing[1] is not provider:
+                problems.append(f"CDN provider {provider.name!r} is registered twice: by {_describe(existing[0])} "
+                                f"and by {_describe(_owner)}")
+
+        try:
+            caller(register=register)
+        except Exception as exc:  # named, and nothing runs with a half-collected list
+            problems.append(f"{_describe(plugin_name)}: swqos_register_cdn_providers failed: "
+                            f"{type(exc).__name__}: {exc}")
+    if problems:
+        raise CdnProviderError("; ".join(problems))
+    return {name: provider for name, (_, provider) in found.items()}
 
 
-def build_cdn_parser(cdn: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def _describe(plugin_name: str) -> str:
+    """``plugin 'x' (dist version)`` when the plugin came from an installed entry point."""
+    eps = installed_entry_points().get(plugin_name, [])
+    dist = getattr(eps[0], "dist", None) if eps else None
+    return f"plugin {plugin_name!r}" + (f" ({dist.metadata['Name']} {dist.version})" if dist is not None else "")
+
+
+def add_cdn_commands(subparsers: argparse._SubParsersAction, providers: ProviderSource) -> argparse.ArgumentParser:
+    """Add the ``swqos cdn`` group; ``providers`` is read when a command runs, not before."""
+    cdn = subparsers.add_parser(
+        "cdn", help="CDN edge ranges: refresh the allow-list, render lockdown rules",
+        description="CDN edge ranges: refresh the allow-list, render lockdown rules.")
+    return build_cdn_parser(cdn, providers)
+
+
+def build_cdn_parser(cdn: argparse.ArgumentParser, providers: ProviderSource) -> argparse.ArgumentParser:
     """Fill ``cdn`` with its sub-commands; providers are looked up when the command runs."""
-    registry: dict[str, CdnProvider] = {}
-    setattr(cdn, _REGISTRY_ATTR, registry)
+    def registry() -> Mapping[str, CdnProvider]:
+        return providers() if callable(providers) else providers
+
     cdn.set_defaults(func=lambda args: (cdn.print_help(), 2)[1])
     sub = cdn.add_subparsers(dest="cdn_command", metavar="{refresh,render,show}")
 
@@ -50,7 +92,7 @@ def build_cdn_parser(cdn: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    f"default {DEFAULT_STATE_DIR}/<provider>.json")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     p.add_argument("--ca-file", type=Path, help="CA bundle for the URL (default: system store)")
-    p.set_defaults(func=lambda args: _run_refresh(args, registry))
+    p.set_defaults(func=lambda args: _guarded(_run_refresh, args, registry))
 
     r = sub.add_parser("render", help="print firewall rules admitting the port from the CDN only")
     r.add_argument("--provider", required=True)
@@ -63,16 +105,26 @@ def build_cdn_parser(cdn: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--ipv6-prefix-list-id", help="aws-sg: ID of the IPv6 managed prefix list (CloudFront)")
     r.add_argument("--explicit-ranges", action="store_true",
                    help="aws-sg: list the snapshot's CIDRs even where a managed prefix list exists")
-    r.set_defaults(func=lambda args: _run_render(args, registry))
+    r.set_defaults(func=lambda args: _guarded(_run_render, args, registry))
 
     s = sub.add_parser("show", help="print the range list a resolver would start with")
     s.add_argument("provider")
     s.add_argument("--ranges-file", type=Path)
-    s.set_defaults(func=lambda args: _run_show(args, registry))
+    s.set_defaults(func=lambda args: _guarded(_run_show, args, registry))
     return cdn
 
 
-def _provider(registry: dict[str, CdnProvider], name: str) -> CdnProvider | None:
+def _guarded(run: Callable[[argparse.Namespace, Mapping[str, CdnProvider]], int], args: argparse.Namespace,
+             registry: Callable[[], Mapping[str, CdnProvider]]) -> int:
+    try:
+        providers = registry()
+    except CdnProviderError as exc:
+        print(f"swqos cdn: {exc}", file=sys.stderr)
+        return 2
+    return run(args, providers)
+
+
+def _provider(registry: Mapping[str, CdnProvider], name: str) -> CdnProvider | None:
     provider = registry.get(name)
     if provider is None:
         have = ", ".join(sorted(registry)) or "none"
@@ -84,7 +136,7 @@ def _current(provider: CdnProvider, path: Path | None) -> Snapshot:
     return load_best(provider.shipped(), path if path is not None else provider.default_ranges_file())
 
 
-def _run_refresh(args: argparse.Namespace, registry: dict[str, CdnProvider]) -> int:
+def _run_refresh(args: argparse.Namespace, registry: Mapping[str, CdnProvider]) -> int:
     provider = _provider(registry, args.provider)
     if provider is None:
         return 2
@@ -106,7 +158,7 @@ def _run_refresh(args: argparse.Namespace, registry: dict[str, CdnProvider]) -> 
     return 0
 
 
-def _run_render(args: argparse.Namespace, registry: dict[str, CdnProvider]) -> int:
+def _run_render(args: argparse.Namespace, registry: Mapping[str, CdnProvider]) -> int:
     provider = _provider(registry, args.provider)
     if provider is None:
         return 2
@@ -147,7 +199,7 @@ def _prefix_list_hint(provider: CdnProvider) -> str:
     return "\n".join(lines)
 
 
-def _run_show(args: argparse.Namespace, registry: dict[str, CdnProvider]) -> int:
+def _run_show(args: argparse.Namespace, registry: Mapping[str, CdnProvider]) -> int:
     provider = _provider(registry, args.provider)
     if provider is None:
         return 2
@@ -162,12 +214,19 @@ def _run_show(args: argparse.Namespace, registry: dict[str, CdnProvider]) -> int
     return 0
 
 
-def run_cdn_command(argv: Sequence[str], providers: Iterable[CdnProvider]) -> int:
-    """Run ``swqos cdn <argv>`` with the given providers (tests; or a core CLI that prefers to
-    collect providers itself instead of through ``swqos_add_commands``)."""
+def run_cdn_command(argv: Sequence[str], providers: Iterable[CdnProvider] | pluggy.PluginManager) -> int:
+    """Run ``swqos cdn <argv>`` with the given providers, or those a plugin manager's plugins register
+    (tests, and embedding the commands elsewhere)."""
+    if isinstance(providers, pluggy.PluginManager):
+        pm = providers
+        source: ProviderSource = lambda: collect_providers(pm)  # noqa: E731
+    else:
+        source = {}
+        for p in providers:
+            if source.get(p.name, p) is not p:
+                raise CdnProviderError(f"CDN provider {p.name!r} is given twice")
+            source[p.name] = p
     parser = argparse.ArgumentParser(prog="swqos")
-    subparsers = parser.add_subparsers(dest="command")
-    for p in providers:
-        add_cdn_provider(subparsers, p)
+    add_cdn_commands(parser.add_subparsers(dest="command"), source)
     args = parser.parse_args(["cdn", *argv])
     return int(args.func(args))

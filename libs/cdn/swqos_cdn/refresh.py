@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from swqos_core.cdn.ranges import DEFAULT_STATE_DIR, ParsedRanges, RangeError, Snapshot, check_lists, check_successor
+from swqos_cdn.ranges import DEFAULT_STATE_DIR, ParsedRanges, RangeError, Snapshot, check_lists, check_successor
+from swqos_core.fetch import FetchError, check_url, get_sync
 from swqos_core.files import write_atomic
 from swqos_core.net import parse_ip
 
@@ -43,42 +41,30 @@ class CdnProvider:
 def _is_loopback_host(host: str | None) -> bool:
     if host == "localhost":
         return True
-    ip = parse_ip(host or "")
+    ip = parse_ip(host or "", fold=False)
     return ip is not None and ip.is_loopback
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused", headers, fp)
-
-
 def fetch(url: str, *, timeout: float = 10.0, max_bytes: int = 1 << 20, ca_file: Path | None = None) -> bytes:
-    """GET ``url`` over HTTPS (plain HTTP only to a loopback host, for tests), no redirects,
-    at most ``max_bytes``. Raises RangeError with a one-line reason."""
+    """GET ``url`` with the kernel's bounded client (:func:`swqos_core.fetch.get_sync`): HTTPS with
+    certificate and host-name checks (plain HTTP only to a loopback host, for tests), no redirects,
+    no proxy from the environment, at most ``max_bytes`` on the wire, ``timeout`` seconds in all.
+    Raises RangeError with a one-line reason."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "http" and not _is_loopback_host(parts.hostname):
         raise RangeError(f"refusing plain-HTTP URL {url}: ranges must come over HTTPS")
     if parts.scheme not in ("http", "https"):
-        raise RangeError(f"unsupported URL {url!r}")
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), _NoRedirect())
-    req = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url, headers={"Accept": "application/json", "Cache-Control": "no-cache", "User-Agent": "swqos-cdn-refresh"}
-    )
+        raise RangeError(f"unsupported URL {url!r}: ranges come from an https:// URL")
+    problem = check_url(url) if parts.scheme == "https" else None
+    if problem is None and (parts.username or parts.password):
+        problem = f"{url!r}: credentials in URLs are not allowed"
+    if problem is not None:
+        raise RangeError(problem)
     try:
-        with opener.open(req, timeout=timeout) as resp:
-            if resp.status != 200:
-                raise RangeError(f"{url}: HTTP {resp.status}")
-            body = resp.read(max_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        raise RangeError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise RangeError(f"{url}: {exc.reason}") from None
-    except (OSError, ValueError) as exc:  # timeouts, resets, malformed responses
-        raise RangeError(f"{url}: {type(exc).__name__}: {exc}") from None
-    if len(body) > max_bytes:
-        raise RangeError(f"{url}: response larger than {max_bytes} bytes")
-    return body
+        return get_sync(url, max_bytes=max_bytes, connect_timeout=min(5.0, timeout), total_timeout=timeout,
+                        ca_bundle=ca_file)
+    except FetchError as exc:
+        raise RangeError(exc.message) from None
 
 
 def snapshot_from_document(

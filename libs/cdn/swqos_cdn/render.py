@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from swqos_core.cdn.ranges import Snapshot
-from swqos_core.cdn.refresh import CdnProvider
+from swqos_cdn.ranges import Snapshot
+from swqos_cdn.refresh import CdnProvider
 
 RENDER_FORMATS = ("aws-sg", "terraform", "nftables")
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
-from swqos_core.cdn.ranges import MAX_HEADER_VALUE, RangeError, RangeSet, Snapshot, load_best
-from swqos_core.cdn.refresh import CdnProvider, refresh
+from swqos_cdn.addresses import NEVER_A_CLIENT, non_global_kind
+from swqos_cdn.ranges import MAX_HEADER_VALUE, RangeError, RangeSet, Snapshot, load_best
+from swqos_cdn.refresh import CdnProvider, refresh
 from swqos_core.errors import ConfigError, invalid_argument, permission_denied
 from swqos_core.layers import ClientAddress, RequestHead
-from swqos_core.net import IPAddress, parse_ip, parse_peer
+from swqos_core.net import IPAddress, embedded_ipv4, parse_ip, parse_peer
+
+#: Outcomes of a range refresh, the ``outcome`` label of ``swqos_cdn_refreshes``.
+REFRESH_OUTCOMES = ("updated", "unchanged", "refused", "failed")
 
 log = logging.getLogger("swqos.cdn")
 
@@ -34,6 +43,9 @@ class EdgeSettings:
     refresh_timeout: float = 10.0
     #: CA bundle for the refresh URL (system store when unset).
     refresh_ca_file: Path | None = None
+    #: Staging only: accept client addresses that are not globally routable (private, loopback,
+    #: documentation, ...) from an edge. Unspecified, multicast and broadcast stay refused.
+    allow_non_global: bool = False
 
     def __post_init__(self) -> None:
         if self.refresh_interval and self.refresh_interval < 1.0:
@@ -66,14 +78,37 @@ class EdgeResolver:
         self.extra = RangeSet.parse(settings.extra_trusted_ranges, allow_special=True)
         self._task: asyncio.Task[None] | None = None
         self._refresh_lock = asyncio.Lock()
+        #: Refreshes by outcome (REFRESH_OUTCOMES), and when the last one ran (Unix seconds).
+        self.refreshes: Counter[str] = Counter()
+        self.last_refresh: float | None = None
 
     # -- the rule
     def is_edge(self, ip: IPAddress | None) -> bool:
         return ip is not None and (ip in self.ranges or ip in self.extra)
 
+    def edge_peer(self, peer: str) -> IPAddress | None:
+        """The TCP peer's address if it is an edge, else None.
+
+        A 6to4 or IPv4-compatible spelling of an edge address is no edge: the CDN connects from
+        its real address (or, on a dual-stack socket, ``::ffff:a.b.c.d``; behind a NAT64/SIIT
+        translator, ``64:ff9b::a.b.c.d``), and the return path of a 6to4 address runs through
+        whichever relay routes 2002::/16, not through the CDN.
+        """
+        ip = parse_peer(peer)
+        if not self.is_edge(ip):
+            return None
+        if ip is not None and ip.version == 4 and peer.startswith("ipv6:"):
+            host = unquote(peer[len("ipv6:"):])  # grpcio writes ipv6:%5B...%5D:port
+            host = host[1:].partition("]")[0] if host.startswith("[") else host
+            raw = parse_ip(host, fold=False)
+            embedded = embedded_ipv4(raw) if raw is not None else None
+            if embedded is None or embedded[0] not in ("mapped", "nat64"):
+                return None
+        return ip
+
     async def resolve(self, head: RequestHead) -> ClientAddress | None:
-        peer = parse_peer(head.peer)
-        if not self.is_edge(peer):
+        peer = self.edge_peer(head.peer)
+        if peer is None:
             if self.settings.require_cdn:
                 raise permission_denied(
                     f"connection did not come through {self.provider.title}", label=f"{self.name}_not_edge"
@@ -87,9 +122,12 @@ class EdgeResolver:
             raise permission_denied(
                 f"client address is inside {self.provider.title}'s own ranges", label=f"{self.name}_client_is_edge"
             )
-        if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local:
-            raise invalid_argument(f"{self.provider.title} client address is not routable",
-                                   label=f"{self.name}_bad_header")
+        kind = non_global_kind(ip)
+        if kind is not None and (kind in NEVER_A_CLIENT or not self.settings.allow_non_global):
+            # A CDN's client is on the internet. A private, loopback or documentation address here
+            # is a broken edge or a forgery, and would pool every such caller in one bucket.
+            raise permission_denied(f"{self.provider.title} client address {ip} is not globally routable ({kind})",
+                                    label=f"{self.name}_client_{kind}")
         return ClientAddress(ip, self.name, head.peer)
 
     def check_connection(self, head: RequestHead) -> None:
@@ -117,9 +155,10 @@ class EdgeResolver:
                                    label=f"{self.name}_no_header")
         return value
 
-    def parse_address(self, value: str, header: str) -> IPAddress:
-        """Exactly one IP address, nothing else (no list, no port, no zone id)."""
-        ip = parse_ip(value) if len(value) <= MAX_HEADER_VALUE and value == value.strip() else None
+    def parse_address(self, value: str, header: str, *, fold: bool = True) -> IPAddress:
+        """Exactly one IP address, nothing else (no list, no port, no zone id). IPv6 spellings of
+        an IPv4 address are folded to it unless ``fold`` is false (then :func:`fold_mapped` later)."""
+        ip = parse_ip(value, fold=fold) if len(value) <= MAX_HEADER_VALUE and value == value.strip() else None
         if ip is None:
             raise invalid_argument(f"{header} is not one IP address", label=f"{self.name}_bad_header")
         return ip
@@ -168,27 +207,34 @@ class EdgeResolver:
         """Fetch the published list once. True if a new list is in use; False (and the old
         list kept, with a log line) on any failure."""
         async with self._refresh_lock:
-            s = self.settings
-            try:
-                status, snap = await asyncio.to_thread(
-                    refresh, self.provider, url=s.refresh_url, previous=self.snapshot, path=s.ranges_file,
-                    timeout=s.refresh_timeout, ca_file=s.refresh_ca_file,
-                )
-            except RangeError as exc:
-                self.log.warning("%s range refresh refused, keeping the list from %s: %s",
-                                 self.provider.title, self.snapshot.fetched_at, exc)
-                return False
-            except Exception as exc:  # a refresh bug must never touch the list in use
-                self.log.error("%s range refresh failed, keeping the list from %s: %s: %s",
-                               self.provider.title, self.snapshot.fetched_at, type(exc).__name__, exc)
-                return False
-            if status == "unchanged":
-                self.log.info("%s ranges unchanged (%s)", self.provider.title, snap.etag or snap.serial)
-                return False
-            self.apply(snap)
-            self.log.info("%s ranges updated: %d IPv4, %d IPv6 (%s)", self.provider.title,
-                          len(snap.ipv4), len(snap.ipv6), snap.etag or snap.serial)
-            return True
+            outcome = await self._refresh_once()
+            self.refreshes[outcome] += 1
+            self.last_refresh = time.time()
+            return outcome == "updated"
+
+    async def _refresh_once(self) -> str:
+        """One refresh; the outcome (REFRESH_OUTCOMES). Never raises: the list in use stays on failure."""
+        s = self.settings
+        try:
+            status, snap = await asyncio.to_thread(
+                refresh, self.provider, url=s.refresh_url, previous=self.snapshot, path=s.ranges_file,
+                timeout=s.refresh_timeout, ca_file=s.refresh_ca_file,
+            )
+        except RangeError as exc:
+            self.log.warning("%s range refresh refused, keeping the list from %s: %s",
+                             self.provider.title, self.snapshot.fetched_at, exc)
+            return "refused"
+        except Exception as exc:  # a refresh bug must never touch the list in use
+            self.log.error("%s range refresh failed, keeping the list from %s: %s: %s",
+                           self.provider.title, self.snapshot.fetched_at, type(exc).__name__, exc)
+            return "failed"
+        if status == "unchanged":
+            self.log.info("%s ranges unchanged (%s)", self.provider.title, snap.etag or snap.serial)
+            return "unchanged"
+        self.apply(snap)
+        self.log.info("%s ranges updated: %d IPv4, %d IPv6 (%s)", self.provider.title,
+                      len(snap.ipv4), len(snap.ipv6), snap.etag or snap.serial)
+        return "updated"
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -206,8 +252,22 @@ class EdgeResolver:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def describe(self) -> dict[str, object]:
-        return {"provider": self.provider.name, "fetched_at": self.snapshot.fetched_at,
+    def ranges_age(self, now: float | None = None) -> float | None:
+        """Seconds since the list in use was fetched (None if its timestamp does not parse)."""
+        try:
+            fetched = dt.datetime.strptime(self.snapshot.fetched_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return None
+        return max(0.0, (time.time() if now is None else now) - fetched.timestamp())
+
+    def describe(self, now: float | None = None) -> dict[str, Any]:
+        """What the status view and ``reload-cdn`` show: the list in use, where it came from, its age."""
+        age = self.ranges_age(now)
+        return {"provider": self.provider.name, "source": self.snapshot.source,
+                "fetched_at": self.snapshot.fetched_at,
+                "age_seconds": None if age is None else round(age),
                 "serial": self.snapshot.serial, "etag": self.snapshot.etag,
                 "ipv4": len(self.snapshot.ipv4), "ipv6": len(self.snapshot.ipv6),
-                "require_cdn": self.settings.require_cdn}
+                "require_cdn": self.settings.require_cdn, "allow_non_global": self.settings.allow_non_global,
+                "refresh_interval": self.settings.refresh_interval,
+                "refreshes": {k: self.refreshes[k] for k in REFRESH_OUTCOMES}}

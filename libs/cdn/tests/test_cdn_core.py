@@ -1,6 +1,5 @@
-"""swqos_core.cdn: RangeSet membership, snapshots, atomic writes, the shared `cdn` command group."""
+"""swqos_cdn: RangeSet membership, snapshots, atomic writes."""
 
-import argparse
 import ipaddress
 import json
 
@@ -8,13 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swqos_core.cdn import (
-    CdnProvider,
-    ParsedRanges,
+from swqos_cdn import (
     RangeError,
     RangeSet,
     Snapshot,
-    add_cdn_provider,
     check_successor,
     load_best,
 )
@@ -97,29 +93,3 @@ def test_atomic_write_failure_leaves_old_file(tmp_path, monkeypatch):
         write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
-
-
-def provider(name):
-    return CdnProvider(name=name, title=name.title(), default_url="https://example.invalid/",
-                       parse=lambda b: ParsedRanges([], []), shipped=lambda: snap(provider=name))
-
-
-def test_cdn_group_is_shared_and_extensible():
-    parser = argparse.ArgumentParser(prog="swqos")
-    sub = parser.add_subparsers()
-    a, b = provider("alpha"), provider("beta")
-    add_cdn_provider(sub, a)
-    add_cdn_provider(sub, b)
-    add_cdn_provider(sub, a)  # the same provider twice (plugin loaded twice) is harmless
-    registry = sub.choices["cdn"].swqos_cdn_providers
-    assert registry == {"alpha": a, "beta": b}
-    with pytest.raises(RuntimeError, match="two plugins"):
-        add_cdn_provider(sub, provider("alpha"))
-
-
-def test_foreign_cdn_command_is_detected():
-    parser = argparse.ArgumentParser(prog="swqos")
-    sub = parser.add_subparsers()
-    sub.add_parser("cdn")
-    with pytest.raises(RuntimeError, match="did not create"):
-        add_cdn_provider(sub, provider("alpha"))

@@ -7,30 +7,34 @@ id costs nothing); the secret is. The whole token string is the Argon2id input.
 Argon2id parameters: m = 19 MiB, t = 2, p = 1 (the OWASP minimum). Measured here (2-vCPU VM):
 ~20 ms per verify. A 256-bit random secret gains nothing from a slower hash (an offline search of
 2**256 is out of reach at any speed); the hash is slow only because policy asks for Argon2id, so
-the cost that matters is the DoS one: verification runs in a thread, at most
-``max_concurrent_verifications`` at a time (2 x 19 MiB), after the per-IP limits and the
-brute-force guard, and a success is cached under an HMAC of the token with a per-process key so
-the steady state costs microseconds.
+the cost that matters is the DoS one: verification runs on a fixed pool of
+``max_concurrent_verifications`` threads behind a bounded queue (:mod:`swqos_auth_jwt.argon2_pool`),
+after the per-IP limits and the brute-force guard (per address bucket and per token id), and a
+success is cached under an HMAC of the token with a per-process key so the steady state costs
+microseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
 import hmac
 import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import anyio
-import anyio.to_thread
 from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from swqos_auth_jwt.argon2_pool import VerifierPool, return_large_allocations
 from swqos_auth_jwt.bruteforce import BruteForceGuard, BruteForceSettings
 from swqos_auth_jwt.cache import ExpiringCache
 from swqos_auth_jwt.strict import StrictDecodeError, b64url_decode, b64url_encode, json_object
@@ -38,6 +42,7 @@ from swqos_auth_jwt.watched import WatchedJson
 from swqos_core.errors import ConfigError, Rejection, permission_denied, resource_exhausted, unauthenticated
 from swqos_core.files import write_atomic
 from swqos_core.layers import ClientAddress, Principal, RequestHead
+from swqos_core.store import StateStore
 
 log = logging.getLogger("swqos.auth.api_token")
 
@@ -157,10 +162,22 @@ class ApiTokenSettings:
     store: Path
     #: Token roles this authenticator accepts here; others get PERMISSION_DENIED.
     accept_roles: list[TokenRole] = field(default_factory=lambda: ["admin"])
-    #: Argon2id verifications running at once (each ~19 MiB, ~20 ms of one core).
+    #: Argon2id verifier threads: a fixed pool, so at most this many buffers of 19 MiB (one per core).
     max_concurrent_verifications: int = 2
-    #: Verifications allowed to wait for a slot; beyond that RESOURCE_EXHAUSTED.
-    max_waiting_verifications: int = 8
+    #: Verifications allowed to wait for a thread; beyond that RESOURCE_EXHAUSTED at once.
+    max_waiting_verifications: int = 4
+    #: Refuse at once (RESOURCE_EXHAUSTED) when the estimated wait for a thread is longer than this:
+    #: well inside the default 100 ms call deadline, so a refused caller still has time to hear why.
+    max_queue_wait_seconds: float = 0.05
+    #: Pin glibc's mmap threshold (4 MiB) so each Argon2 buffer is unmapped after use (process-wide).
+    return_memory: bool = True
+    #: While a token id is under attack (its own failure count is in backoff or banned), Argon2
+    #: runs for it at most this often for addresses that never authenticated with it ...
+    under_attack_verifications_per_second: float = 1.0
+    #: ... while the last this-many address buckets that did (the holder) keep their own budget.
+    known_addresses_per_token: int = 8
+    #: Token ids whose attack state and known addresses are remembered (least recently used dropped).
+    max_tracked_token_ids: int = 10_000
     #: Successful verifications remembered (by HMAC of the token) ...
     cache_size: int = 1024
     #: ... for this long (revocation is still checked on every request).
@@ -171,8 +188,14 @@ class ApiTokenSettings:
     def __post_init__(self) -> None:
         if not self.accept_roles or any(r not in ("trader", "admin") for r in self.accept_roles):
             raise ValueError("accept_roles must list trader and/or admin")
-        if self.max_concurrent_verifications < 1 or self.max_waiting_verifications < 0:
-            raise ValueError("max_concurrent_verifications >= 1 and max_waiting_verifications >= 0")
+        if not 1 <= self.max_concurrent_verifications <= 64 or self.max_waiting_verifications < 0:
+            raise ValueError("max_concurrent_verifications 1..64 and max_waiting_verifications >= 0")
+        if self.max_queue_wait_seconds < 0:
+            raise ValueError("max_queue_wait_seconds must be >= 0")
+        if self.under_attack_verifications_per_second <= 0:
+            raise ValueError("under_attack_verifications_per_second must be positive")
+        if self.known_addresses_per_token < 0 or self.max_tracked_token_ids < 1:
+            raise ValueError("known_addresses_per_token >= 0 and max_tracked_token_ids >= 1")
         if self.cache_ttl_seconds <= 0 or self.reload_interval_seconds <= 0:
             raise ValueError("cache_ttl_seconds and reload_interval_seconds must be positive")
 
@@ -183,11 +206,43 @@ class _Hit:
     hash: str  # the record's hash when verified: a re-created record invalidates the hit
 
 
+class _TokenIdState:
+    """Per token id: the address buckets that proved the secret, and the strangers' allowance."""
+
+    __slots__ = ("allowance", "known", "stamp")
+
+    def __init__(self, now: float) -> None:
+        self.known: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
+        self.allowance = 1.0
+        self.stamp = now
+
+
+#: Refusals that are about load, not about the caller's credential: not counted as its failures.
+NOT_CALLER_FAILURES = frozenset({"api_token_busy", "api_token_id_throttled"})
+
+
+def id_key(token_id: str) -> tuple[str, str]:
+    """The brute-force guard's key for failures against one token id (not an address bucket)."""
+    return ("token", token_id)
+
+
 class ApiTokenAuthenticator:
+    """Layer 4 authenticator for ``authorization: Bearer swqat_<id>_<secret>``.
+
+    Failures are counted per client address bucket and per token id. An address in backoff or
+    banned is refused before anything else (as for the jwt authenticator). A token id under attack
+    is never refused outright, because its id is public and its holder must not be locked out by
+    anyone else's failures: a success remembered in the cache costs no Argon2 at all, an address
+    bucket that authenticated with the id before keeps its own (per-address) budget, and only
+    addresses new to the id share ``under_attack_verifications_per_second`` Argon2 runs; the rest
+    get RESOURCE_EXHAUSTED with ``retry-after``, before any hashing.
+    """
+
     name = "api_token"
 
     def __init__(self, settings: ApiTokenSettings, *, logger: logging.Logger | None = None,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 store: StateStore | None = None) -> None:
         self.s = settings
         self.log = logger or log
         self.clock = clock
@@ -201,20 +256,29 @@ class ApiTokenAuthenticator:
         self._hasher = password_hasher()
         self._hmac_key = secrets.token_bytes(32)  # per process: cache keys mean nothing elsewhere
         self.cache: ExpiringCache[_Hit] = ExpiringCache(settings.cache_size)
-        self.guard = BruteForceGuard(settings.brute_force, monotonic=monotonic, name="api_token")
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._pending = 0
+        self.guard = BruteForceGuard(settings.brute_force, monotonic=monotonic, name="api_token", store=store)
+        if settings.return_memory:
+            return_large_allocations()
+        self.pool = VerifierPool(settings.max_concurrent_verifications, settings.max_waiting_verifications,
+                                 settings.max_queue_wait_seconds, name="argon2")
+        self._ids: collections.OrderedDict[str, _TokenIdState] = collections.OrderedDict()
+        #: Requests refused because their token id was under attack (metric-worthy).
+        self.refused_id_throttled = 0
+        #: Argon2 runs admitted for an address already known to the token id while it was under attack.
+        self.admitted_known_address = 0
+        #: Verdicts of verifications that finished after their call's deadline (still counted).
+        self.late_verdicts = 0
 
     async def authenticate(self, head: RequestHead, client: ClientAddress) -> Principal | None:
         values = head.header_values("authorization")
         if not any(v.startswith("Bearer " + API_TOKEN_PREFIX) for v in values):
             return None
         bucket = client.key
-        self.guard.check(bucket)
+        blocked = self.guard.verdict(bucket)
         try:
-            principal = await self._check(values)
+            principal = await self._check(values, bucket, blocked)
         except Rejection as exc:
-            if exc.label != "api_token_busy":  # our own overload is not the caller's failure
+            if exc.label not in NOT_CALLER_FAILURES and exc is not blocked:
                 self.guard.failure(bucket)
             raise
         except Exception:
@@ -224,7 +288,7 @@ class ApiTokenAuthenticator:
         self.guard.success(bucket)
         return principal
 
-    async def _check(self, values: list[str]) -> Principal:
+    async def _check(self, values: list[str], bucket: Hashable, blocked: Rejection | None = None) -> Principal:
         if len(values) != 1:
             raise unauthenticated("api token: exactly one authorization header is allowed", label="api_token_envelope")
         token = values[0][len("Bearer "):]
@@ -245,36 +309,129 @@ class ApiTokenAuthenticator:
                 b64url_decode(m.group(2))
             except StrictDecodeError:
                 raise unauthenticated("api token: malformed", label="api_token_malformed") from None
-            if not await self._verify_hash(rec.hash, token):
+            self._admit(tid, bucket, blocked)
+            if not await self._verify(rec, token, bucket, ckey, now):
                 raise unauthenticated("api token: invalid", label="api_token_invalid")
-            until = now + self.s.cache_ttl_seconds
-            if rec.expires_at is not None:
-                until = min(until, float(rec.expires_at))
-            self.cache.put(ckey, _Hit(tid, rec.hash), until, now)
         if rec.role not in self.s.accept_roles:
             raise permission_denied("api token: role not accepted here", label="api_token_role")
         return Principal(rec.name, rec.role, self.name, tid, float(rec.expires_at) if rec.expires_at else None)
 
-    async def _verify_hash(self, stored: str, token: str) -> bool:
-        cap = self.s.max_concurrent_verifications
-        if self._pending >= cap + self.s.max_waiting_verifications:
-            raise resource_exhausted("api token verification busy", retry_after=0.1, label="api_token_busy")
-        if self._limiter is None:  # created lazily: it must belong to the running event loop
-            self._limiter = anyio.CapacityLimiter(cap)
-        self._pending += 1
+    # --- per token id ---------------------------------------------------------------------
+
+    def _id_state(self, tid: str, now: float) -> _TokenIdState:
+        st = self._ids.get(tid)
+        if st is None:
+            st = self._ids[tid] = _TokenIdState(now)
+            while len(self._ids) > self.s.max_tracked_token_ids:
+                self._ids.popitem(last=False)
+        self._ids.move_to_end(tid)
+        return st
+
+    def _under_attack(self, tid: str) -> bool:
+        # The guard's verdict on the id key is only a signal here: it must never become the
+        # holder's refusal (its PERMISSION_DENIED or backoff would lock the holder out).
         try:
-            return await anyio.to_thread.run_sync(self._verify_sync, stored, token, limiter=self._limiter)
-        finally:
-            self._pending -= 1
+            self.guard.check(id_key(tid))
+        except Rejection:
+            return True
+        return False
+
+    def _admit(self, tid: str, bucket: Hashable, blocked: Rejection | None = None) -> None:
+        """Before Argon2: let the holder through, throttle strangers of a token id under attack.
+
+        An address the guard blocks (others failed from it: a shared NAT, the admin's one local
+        bucket) is never refused outright either, or the right token would be locked out by
+        others' failures: its uncached attempts share the id's slow budget instead.
+        """
+        if blocked is None and not self._under_attack(tid):
+            return
+        now = self.monotonic()
+        st = self._id_state(tid, now)
+        if blocked is None and bucket in st.known:
+            self.admitted_known_address += 1
+            return  # the holder's own budget: its address bucket's brute-force counters
+        rate = self.s.under_attack_verifications_per_second
+        st.allowance = min(1.0, st.allowance + (now - st.stamp) * rate)
+        st.stamp = now
+        if st.allowance >= 1.0:
+            st.allowance -= 1.0
+            return
+        self.refused_id_throttled += 1
+        raise resource_exhausted("api token: too many failed attempts for this token; retry later",
+                                 retry_after=round((1.0 - st.allowance) / rate, 3), label="api_token_id_throttled")
+
+    def _remember(self, tid: str, bucket: Hashable) -> None:
+        if self.s.known_addresses_per_token == 0:
+            return
+        known = self._id_state(tid, self.monotonic()).known
+        known[bucket] = None
+        known.move_to_end(bucket)
+        while len(known) > self.s.known_addresses_per_token:
+            known.popitem(last=False)
+
+    async def _verify(self, rec: TokenRecord, token: str, bucket: Hashable, ckey: bytes, now: float) -> bool:
+        cf = self.pool.submit(self._verify_sync, rec.hash, token)
+        try:
+            ok = await asyncio.shield(asyncio.wrap_future(cf))
+        except asyncio.CancelledError:
+            # The call's deadline ended the wait. Still queued: drop it. Already running: its verdict
+            # still counts, or a flood whose every attempt outlives the deadline (a slow, shared
+            # machine) would cost Argon2 runs without ever being counted as failures.
+            if not cf.cancel():
+                loop = asyncio.get_running_loop()
+                cf.add_done_callback(lambda f: self._late(loop, f, rec, bucket, ckey, now))
+            raise
+        self._record(ok, rec, bucket, ckey, now)
+        return ok
+
+    def _late(self, loop: asyncio.AbstractEventLoop, f: concurrent.futures.Future[bool], rec: TokenRecord,
+              bucket: Hashable, ckey: bytes, now: float) -> None:
+        """On the pool thread, for a verification whose caller has gone: hand the verdict to the loop."""
+        if f.cancelled() or f.exception() is not None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            loop.call_soon_threadsafe(self._late_verdict, f.result(), rec, bucket, ckey, now)
+
+    def _late_verdict(self, ok: bool, rec: TokenRecord, bucket: Hashable, ckey: bytes, now: float) -> None:
+        self.late_verdicts += 1
+        self._record(ok, rec, bucket, ckey, now)
+        if ok:  # the retry of a holder whose call timed out is a cache hit
+            self.guard.success(bucket)
+        else:  # authenticate() saw a cancellation, not a refusal: count the address's failure here
+            self.guard.failure(bucket)
+
+    def _record(self, ok: bool, rec: TokenRecord, bucket: Hashable, ckey: bytes, now: float) -> None:
+        if not ok:
+            self.guard.failure(id_key(rec.id))
+            return
+        self.guard.success(id_key(rec.id))
+        self._remember(rec.id, bucket)
+        until = now + self.s.cache_ttl_seconds
+        if rec.expires_at is not None:
+            until = min(until, float(rec.expires_at))
+        self.cache.put(ckey, _Hit(rec.id, rec.hash), until, now)
 
     def _verify_sync(self, stored: str, token: str) -> bool:
-        # argon2-cffi releases the GIL, so this does not stall the event loop's thread.
+        # On a pool thread; argon2-cffi releases the GIL, so this does not stall the event loop.
         try:
             return self._hasher.verify(stored, token)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    # --- runtime view (admin API) ---------------------------------------------------------
+    async def close(self) -> None:
+        """Stop the verifier threads (queued verifications are cancelled)."""
+        self.pool.close()
+
+    # --- runtime view (admin API, metrics) ------------------------------------------------
+
+    def reload_store(self) -> None:
+        """Re-read the token store now (after an admin revocation), not at the next interval."""
+        self._store.refresh(force=True)
+
+    def counters(self) -> dict[str, float | int]:
+        """Load counters, cheap and secret-free: the verifier pool's and the per-token-id ones."""
+        return {**self.pool.stats(), "refused_id_throttled": self.refused_id_throttled,
+                "admitted_known_address": self.admitted_known_address, "late_verdicts": self.late_verdicts}
 
     def state(self) -> dict[str, Any]:
         self._store.refresh(force=True)
@@ -283,4 +440,5 @@ class ApiTokenAuthenticator:
                         "expires_at": r.expires_at, "revoked": r.revoked} for r in self._store.value.values()],
             "cache_entries": len(self.cache),
             "brute_force": self.guard.snapshot(),
+            "verification": self.counters(),
         }

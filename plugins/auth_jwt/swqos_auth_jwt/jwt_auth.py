@@ -33,18 +33,26 @@ from swqos_auth_jwt.policy import (
     Allowlist,
     RevocationFile,
     Revocations,
+    StoredPolicy,
     parse_allowlist_file,
     parse_networks,
 )
-from swqos_auth_jwt.strict import StrictDecodeError, b64url_decode, json_object
+from swqos_auth_jwt.strict import StrictDecodeError, b64url_decode, b64url_encode, json_object
 from swqos_auth_jwt.watched import WatchedJson
 from swqos_core.errors import ConfigError, Rejection, permission_denied, unauthenticated
 from swqos_core.layers import ClientAddress, Principal, RequestHead, Role
+from swqos_core.store import StateStore
 
 log = logging.getLogger("swqos.auth.jwt")
 
 #: Order of the P-256 group: r and s must lie in [1, n-1].
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+P256_HALF_N = P256_N // 2
+#: ``sub`` and ``jti`` are printable ASCII without space (RFC 5234 VCHAR): they reach audit lines,
+#: metrics and admin listings, where a control character or a look-alike letter would forge or
+#: hide a line (``jq -r`` prints JSON-escaped control characters raw), and a space would make
+#: ``"a"`` and ``"a "`` two subjects that read the same.
+CLAIM_ID_RE = re.compile(r"[\x21-\x7e]{1,256}")
 KID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 TOKEN_RE = re.compile(r"[A-Za-z0-9_.-]+")
 HEADER_ALLOWED = frozenset({"alg", "typ", "kid"})
@@ -189,6 +197,30 @@ def _int_claim(claims: dict[str, Any], name: str, required: bool) -> int | None:
     return v
 
 
+def low_s_spelling(value: str) -> str:
+    """The one spelling of an ES256 token that the cache and the verifier see.
+
+    ECDSA signatures are malleable: if (r, s) verifies, so does (r, n - s), so every signed token
+    has a twin. Refusing the high-s twin would refuse about half of the tokens of a standard ES256
+    issuer (RFC 7518 does not ask for low s; OpenSSL, Go, Node and PyJWT sign with either), so the
+    marketplace's signer would have to change first. Normalising to low s before the cache gives
+    what matters without that: both spellings are one token, with one cache entry, one
+    verification and one identity. Anything that does not parse is returned unchanged, for step 1
+    and step 5 to refuse.
+    """
+    signing_input, dot, sig = value.rpartition(".")
+    if not dot or len(sig) != 86:  # 64 bytes in unpadded base64url
+        return value
+    try:
+        raw = b64url_decode(sig)
+    except StrictDecodeError:
+        return value
+    s = int.from_bytes(raw[32:], "big")
+    if not P256_HALF_N < s < P256_N:
+        return value
+    return f"{signing_input}.{b64url_encode(raw[:32] + (P256_N - s).to_bytes(32, 'big'))}"
+
+
 def _str_claim(claims: dict[str, Any], name: str) -> str:
     if name not in claims:
         raise _step(6, "claims", f"missing claim {name}")
@@ -204,7 +236,8 @@ class JwtAuthenticator:
     name = "jwt"
 
     def __init__(self, settings: JwtSettings, *, logger: logging.Logger | None = None,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 store: StateStore | None = None) -> None:
         self.s = settings
         self.clock = clock
         self.log = logger or log
@@ -240,7 +273,13 @@ class JwtAuthenticator:
             raise ConfigError(problems)
         self._keys: dict[str, PinnedKey] = {**keys, **probe}
         self.cache: ExpiringCache[Verified] = ExpiringCache(settings.cache_size)
-        self.guard = BruteForceGuard(settings.brute_force, monotonic=monotonic, name="jwt")
+        self.guard = BruteForceGuard(settings.brute_force, monotonic=monotonic, name="jwt", store=store)
+        #: Admin changes as policy records in the state store (None: in memory only, as in unit tests).
+        self.policy = StoredPolicy(self.revocations, self.allowlist, store, self._purge_revoked) if store else None
+
+    def _purge_revoked(self, kind: str, ident: str) -> None:
+        attr = {"sub": "sub", "jti": "jti", "kid": "kid"}[kind]
+        self.cache.purge(lambda v: getattr(v, attr) == ident)
 
     # --- the layer method -----------------------------------------------------------------
 
@@ -251,11 +290,12 @@ class JwtAuthenticator:
         if len(values) == 1 and values[0].startswith(BEARER + API_TOKEN_PREFIX):
             return None  # an API token: the api_token authenticator's business
         bucket = client.key
-        self.guard.check(bucket)
+        blocked = self.guard.verdict(bucket)
         try:
-            principal = self.check(values, client)
-        except Rejection:
-            self.guard.failure(bucket)
+            principal = self.check(values, client, blocked)
+        except Rejection as exc:
+            if exc is not blocked:  # the address's own state is not a new failure
+                self.guard.failure(bucket)
             raise
         except Exception:  # fail closed: a bug is a refusal, never a pass
             self.guard.failure(bucket)
@@ -264,22 +304,34 @@ class JwtAuthenticator:
         self.guard.success(bucket)
         return principal
 
-    def check(self, values: list[str], client: ClientAddress) -> Principal:
-        """Steps 1-9 and the allowlist, synchronously (cache first). Raises a Rejection."""
+    def check(self, values: list[str], client: ClientAddress, blocked: Rejection | None = None) -> Principal:
+        """Steps 1-9 and the allowlist, synchronously (cache first). Raises a Rejection.
+
+        ``blocked`` is the brute-force guard's refusal of the caller's address: others' failures
+        there must not lock out a token already verified, so a cached token still passes every
+        per-request check, and only an unverified one gets the refusal (no ES256 work is spent).
+        """
         for w in self._files:
             w.refresh()
         if len(values) != 1:
             raise _step(1, "envelope", "exactly one authorization header is allowed")
         value = values[0]
         now = self.clock()
-        v = self.cache.get(value, now)
+        v = self.cache.get(value, now)  # a low-s token, as almost every cached one is
         if v is None:
-            v = self._verify(value, now)
+            canonical = low_s_spelling(value)
+            if canonical != value:
+                v = self.cache.get(canonical, now)
+            if v is None:
+                if blocked is not None:
+                    raise blocked
+                v = self._verify(canonical, now)
         # Every request, cache hit or not: key, subject and token revocation, then the allowlist.
         if self.revocations.key_revoked(v.kid) or v.kid not in self._keys:
             raise _step(4, "kid", "key revoked")
         if self.revocations.subject_revoked(v.sub):
-            raise _step(9, "revocation", "subject revoked")
+            # The token is authentic; its trader is no longer allowed: PERMISSION_DENIED, like the allowlist.
+            raise permission_denied("jwt step 9 (revocation): subject revoked", label="step9_revocation")
         if self.revocations.token_revoked(v.jti):
             raise _step(9, "revocation", "token revoked")
         if not self.allowlist.allows(v.sub, client.ip):
@@ -362,6 +414,8 @@ class JwtAuthenticator:
         r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
         if not (0 < r < P256_N and 0 < s < P256_N):  # all-zero "psychic" signatures end here
             raise _step(5, "signature", "signature out of range")
+        if s > P256_HALF_N:  # check() hands over the low-s spelling: only it may reach the cache
+            raise _step(5, "signature", "high-s signature")
         try:
             key.key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
@@ -374,6 +428,9 @@ class JwtAuthenticator:
             raise _step(6, "claims", "not a JSON object without duplicate keys") from None
         for name in ("iss", "sub", "jti"):
             _str_claim(claims, name)
+        for name in ("sub", "jti"):
+            if not CLAIM_ID_RE.fullmatch(claims[name]):
+                raise _step(6, "claims", f"claim {name} must be printable ASCII without spaces")
         if "aud" not in claims:
             raise _step(6, "claims", "missing claim aud")
         aud = claims["aud"]

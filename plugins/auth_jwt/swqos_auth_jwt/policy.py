@@ -1,18 +1,20 @@
 """Runtime policy of the JWT authenticator: revocation lists and per-trader IP allowlists.
 
-Each has two sources: a watched JSON file (the operator's or the marketplace's copy) and in-memory
-changes made through the admin API. An entry in the file can only be lifted by editing the file;
-the admin API adds and removes its own entries on top.
+Each has two sources: a watched JSON file (the operator's or the marketplace's copy) and changes
+made through the admin API, kept as policy records in the state store (:class:`StoredPolicy`:
+they survive restarts and reach every replica). An entry in the file can only be lifted by
+editing the file; the admin API adds and removes its own entries on top.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from swqos_core.net import IPAddress, fold_mapped
+from swqos_core.store import PolicyRecord, StateStore
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -117,3 +119,71 @@ class Allowlist:
     def snapshot(self) -> dict[str, list[str]]:
         subs = set(self.file) | set(self.runtime)
         return {s: [str(n) for n in (self.networks(s) or ())] for s in sorted(subs)}
+
+
+# --- admin changes as policy records in the state store ------------------------------------------
+
+#: Policy-record namespaces (``swqos state show`` lists them).
+REVOKED_NAMESPACE = "auth_jwt.revoked"
+ALLOWLIST_NAMESPACE = "auth_jwt.allowlist"
+_KINDS = ("sub", "jti", "kid")
+
+
+class StoredPolicy:
+    """The admin API's revocations and allowlists, kept as policy records in the state store.
+
+    A change is written to the store first (durably, with who made it and when) and applied here
+    when the store delivers it: at once on this replica, within one sync interval on the others,
+    and at every start, so a revoked trader stays revoked across a restart or a crash. A change
+    the store cannot take is refused (StoreUnavailable), never applied to this replica alone.
+    """
+
+    def __init__(self, revocations: Revocations, allowlist: Allowlist, store: StateStore,
+                 on_revoked: Callable[[str, str], None] = lambda kind, ident: None) -> None:
+        self.revocations = revocations
+        self.allowlist = allowlist
+        self.store = store
+        self.on_revoked = on_revoked
+        self._sets = {"sub": revocations.sub, "jti": revocations.jti, "kid": revocations.kid}
+        store.subscribe(REVOKED_NAMESPACE, self._apply_revocation)
+        store.subscribe(ALLOWLIST_NAMESPACE, self._apply_allowlist)
+
+    @staticmethod
+    def _check(kind: str, ident: str) -> None:
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}")
+        if not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LEN or not ident.isprintable():
+            raise ValueError(f"{kind} must be a printable string of 1 to {MAX_ID_LEN} characters")
+
+    async def revoke(self, kind: str, ident: str, actor: str) -> None:
+        self._check(kind, ident)
+        await self.store.put_policy(REVOKED_NAMESPACE, f"{kind}:{ident}", True, actor)
+
+    async def restore(self, kind: str, ident: str, actor: str) -> bool:
+        """Lift an admin revocation; False when the revocation file still revokes it."""
+        self._check(kind, ident)
+        await self.store.put_policy(REVOKED_NAMESPACE, f"{kind}:{ident}", None, actor)
+        return ident not in getattr(self.revocations.file, kind)
+
+    async def set_allowlist(self, sub: str, cidrs: Iterable[str] | None, actor: str) -> None:
+        """``None`` drops the admin override; a malformed CIDR raises ValueError, nothing written."""
+        self._check("sub", sub)
+        value = None if cidrs is None else [str(n) for n in parse_networks(list(cidrs))]
+        await self.store.put_policy(ALLOWLIST_NAMESPACE, sub, value, actor)
+
+    def _apply_revocation(self, rec: PolicyRecord) -> None:
+        kind, _, ident = rec.key.partition(":")
+        target = self._sets.get(kind)
+        if target is None or not ident:
+            raise ValueError(f"unknown revocation record key {rec.key[:80]!r}")
+        if rec.value is None:
+            target.discard(ident)
+        else:
+            target.add(ident)
+            self.on_revoked(kind, ident)
+
+    def _apply_allowlist(self, rec: PolicyRecord) -> None:
+        if rec.value is None:
+            self.allowlist.runtime.pop(rec.key, None)
+        else:
+            self.allowlist.runtime[rec.key] = parse_networks(list(rec.value))

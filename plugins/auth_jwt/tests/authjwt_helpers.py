@@ -16,19 +16,12 @@ from swqos_auth_jwt.issuer import sign_compact
 from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtKeySettings, JwtSettings
 from swqos_auth_jwt.strict import b64url_encode
 from swqos_core.layers import ClientAddress, RequestHead
+from swqos_testing.clock import FakeClock
 
 ISSUER = "https://market.example"
 PROBE_ISSUER = "https://market.example/probe"
 AUDIENCE = "validator:7Np41oeYqPefeNQEHSv1UDhYrehxin3NStELsSKCT4K2"
 NOW = 1_800_000_000
-
-
-class FakeClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def write_pub(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
@@ -103,7 +96,8 @@ class Env:
                   "k2": JwtKeySettings(write_pub(self.tmp / "k2.pem", self.k2))},
             probe_issuer=PROBE_ISSUER,
             probe_keys={"p1": JwtKeySettings(write_pub(self.tmp / "p1.pem", self.probe))},
-            brute_force=BruteForceSettings(backoff_after=1000, ban_after=1000),  # off unless a test wants it
+            # brute-force protection off unless a test wants it
+            brute_force=BruteForceSettings(backoff_after=1000, ban_after=1000, ban_after_56=0, ban_after_48=0),
         )
         base.update(over)
         return JwtSettings(**base)

@@ -11,7 +11,6 @@ import time
 
 import grpc
 import jwt as pyjwt
-from authjwt_helpers import compact, write_pub
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -20,6 +19,8 @@ from swqos_auth_jwt.jwt_auth import P256_N
 from swqos_auth_jwt.strict import b64url_decode, b64url_encode
 from swqos_testing.payloads import valid_cv
 from swqos_testing.stack import running_stack
+
+from .authjwt_helpers import compact, write_pub
 
 U, P, R = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED
 PROBE_ISSUER = "marketplace-probe"
@@ -126,7 +127,7 @@ async def test_bad_input_through_the_real_server(tmp_path):
             ("aud prefix", [f"Bearer {tok(aud=aud[:-3])}"], U),
             ("aud superstring", [f"Bearer {tok(aud=aud + 'x')}"], U),
             ("aud of another validator", [f"Bearer {tok(aud=other_aud)}"], U),
-            ("revoked sub", [f"Bearer {tok('trader-revoked')}"], U),
+            ("revoked sub", [f"Bearer {tok('trader-revoked')}"], P),
             ("revoked jti", [f"Bearer {revoked_jti}"], U),
             ("outside the trader's allowlist", [f"Bearer {tok('trader-fenced')}"], P),
             ("probe token on SignCertificateVerify",
@@ -183,8 +184,8 @@ async def test_revocation_file_edit_reaches_a_running_server(tmp_path):
         tmp.write_text(json.dumps({"sub": ["trader-2"]}))
         tmp.replace(rev)
         time.sleep(0.1)
-        r = await stack.sign(valid_cv(), token=good)  # cached token, revoked by the file
-        assert r.code == U and "revoked" in r.details
+        r = await stack.sign(valid_cv(), token=good)  # cached token, its trader revoked by the file
+        assert r.code == grpc.StatusCode.PERMISSION_DENIED and "revoked" in r.details
         assert await stack.signatures_made() == before
 
 

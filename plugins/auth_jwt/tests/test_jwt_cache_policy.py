@@ -9,12 +9,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from authjwt_helpers import AUDIENCE, HEADER, ISSUER, NOW, bearer, client, write_pub
 
 from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtKeySettings, JwtSettings
 from swqos_core import schema
 from swqos_core.errors import ConfigError, Rejection
 from swqos_core.layers import ClientAddress
+
+from .authjwt_helpers import AUDIENCE, HEADER, ISSUER, NOW, bearer, client, write_pub
 
 
 class Counter:
@@ -56,18 +57,37 @@ async def test_cache_hit_skips_the_signature(env):
     assert len(auth.cache) == 1
 
 
+@pytest.mark.parametrize("high_first", [False, True])
+async def test_high_s_twin_shares_the_one_cache_entry(env, high_first):
+    from swqos_auth_jwt.jwt_auth import P256_N
+    from swqos_auth_jwt.strict import b64url_decode, b64url_encode
+
+    tok = env.token()
+    h, c_, sig = tok.split(".")
+    raw = b64url_decode(sig)
+    s = int.from_bytes(raw[32:], "big")
+    twin = f"{h}.{c_}.{b64url_encode(raw[:32] + (P256_N - s).to_bytes(32, 'big'))}"  # (r, n - s) of a real one
+    low, high = (tok, twin) if s <= P256_N // 2 else (twin, tok)
+    auth = env.auth()
+    c = Counter(auth)
+    for t in ((high, low) if high_first else (low, high)) * 3:
+        assert (await auth.authenticate(bearer(t), client())).token_id == "jti-1"
+    assert c.n == 1  # one ES256 verification for both spellings
+    assert list(auth.cache._d) == [f"Bearer {low}"]  # and one entry, under the low-s spelling
+
+
 async def test_cache_entry_expires_at_exp(env):
     auth = env.auth()
     c = Counter(auth)
     tok = env.token()
     await auth.authenticate(bearer(tok), client())
-    env.clock.t = NOW + 299
+    env.clock.now = NOW + 299
     await auth.authenticate(bearer(tok), client())
     assert c.n == 1
-    env.clock.t = NOW + 300  # at exp the entry is gone; within leeway the full path still accepts
+    env.clock.now = NOW + 300  # at exp the entry is gone; within leeway the full path still accepts
     await auth.authenticate(bearer(tok), client())
     assert c.n == 2
-    env.clock.t = NOW + 331
+    env.clock.now = NOW + 331
     assert await code_of(auth, tok) == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -77,7 +97,7 @@ async def test_cache_entry_never_outlives_its_key(env):
     c = Counter(auth)
     tok = env.token()
     await auth.authenticate(bearer(tok), client())
-    env.clock.t = NOW + 100
+    env.clock.now = NOW + 100
     assert await code_of(auth, tok) == grpc.StatusCode.UNAUTHENTICATED
     assert c.n == 1  # refused at step 4, before the signature
 
@@ -114,7 +134,9 @@ async def test_revocation_applies_to_cached_tokens(env, revoke):
     {"subject": lambda: auth.revoke_subject("trader-1"), "token": lambda: auth.revoke_token("jti-1"),
      "key": lambda: auth.revoke_key("k1")}[revoke]()
     assert len(auth.cache) == 0
-    assert await code_of(auth, tok) == grpc.StatusCode.UNAUTHENTICATED
+    # A revoked trader's authentic token is not allowed; a revoked token or key is no credential.
+    expected = grpc.StatusCode.PERMISSION_DENIED if revoke == "subject" else grpc.StatusCode.UNAUTHENTICATED
+    assert await code_of(auth, tok) == expected
 
 
 async def test_revocation_checked_on_hit_even_if_cache_was_not_purged(env):
@@ -123,7 +145,7 @@ async def test_revocation_checked_on_hit_even_if_cache_was_not_purged(env):
     await auth.authenticate(bearer(tok), client())
     auth.revocations.sub.add("trader-1")  # bypass the purge: the per-request check alone must refuse
     assert len(auth.cache) == 1
-    assert await code_of(auth, tok) == grpc.StatusCode.UNAUTHENTICATED
+    assert await code_of(auth, tok) == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_key_revocation_keeps_other_keys_cached(env):
@@ -142,13 +164,13 @@ async def test_revocation_file_is_reloaded_without_restart(env):
     write_json(path, {"sub": ["trader-1"]})
     auth = env.auth(revocation_file=path, reload_interval_seconds=1.0)
     tok = env.token()
-    assert await code_of(auth, tok) == grpc.StatusCode.UNAUTHENTICATED
+    assert await code_of(auth, tok) == grpc.StatusCode.PERMISSION_DENIED
     write_json(path, {"sub": [], "jti": ["jti-2"]})
-    env.mono.t += 1.5
+    env.mono.now += 1.5
     assert await code_of(auth, tok) is None
     write_json(path, {"jti": ["jti-1"]})  # now revoke the cached token by jti
     assert await code_of(auth, tok) is None  # not yet re-checked: interval not passed
-    env.mono.t += 1.5
+    env.mono.now += 1.5
     assert await code_of(auth, tok) == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -159,7 +181,7 @@ async def test_revocation_file_kid_purges_cache(env):
     tok = env.token()
     await auth.authenticate(bearer(tok), client())
     write_json(path, {"kid": ["k1"]})
-    env.mono.t += 2
+    env.mono.now += 2
     assert await code_of(auth, tok) == grpc.StatusCode.UNAUTHENTICATED
     assert len(auth.cache) == 0
 
@@ -169,11 +191,11 @@ async def test_broken_revocation_file_keeps_the_last_good_list(env):
     write_json(path, {"sub": ["trader-1"]})
     auth = env.auth(revocation_file=path)
     path.write_text('{"sub": ["trader-1"')  # half-written
-    env.mono.t += 2
-    assert await code_of(auth, env.token()) == grpc.StatusCode.UNAUTHENTICATED
+    env.mono.now += 2
+    assert await code_of(auth, env.token()) == grpc.StatusCode.PERMISSION_DENIED
     path.unlink()
-    env.mono.t += 2
-    assert await code_of(auth, env.token()) == grpc.StatusCode.UNAUTHENTICATED
+    env.mono.now += 2
+    assert await code_of(auth, env.token()) == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_file_entry_is_not_lifted_by_the_admin_api(env):
@@ -181,7 +203,7 @@ async def test_file_entry_is_not_lifted_by_the_admin_api(env):
     write_json(path, {"sub": ["trader-1"]})
     auth = env.auth(revocation_file=path)
     assert auth.restore_subject("trader-1") is False
-    assert await code_of(auth, env.token()) == grpc.StatusCode.UNAUTHENTICATED
+    assert await code_of(auth, env.token()) == grpc.StatusCode.PERMISSION_DENIED
 
 
 @pytest.mark.parametrize("content", ['{"sub": "trader-1"}', '{"subs": []}', "[]", '{"sub": [""]}', "nope",
@@ -254,7 +276,7 @@ async def test_allowlist_file_and_admin_override(env):
     tok = env.token()
     assert await code_of(auth, tok) == grpc.StatusCode.PERMISSION_DENIED
     write_json(path, {"trader-1": ["198.51.100.0/24"]})  # the marketplace pushes a new list
-    env.mono.t += 2
+    env.mono.now += 2
     assert await code_of(auth, tok) is None
     auth.set_allowlist("trader-1", ["192.0.2.0/24"])  # admin override wins over the file
     assert await code_of(auth, tok) == grpc.StatusCode.PERMISSION_DENIED

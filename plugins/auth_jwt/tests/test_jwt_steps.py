@@ -9,7 +9,14 @@ import json
 import grpc
 import jwt as pyjwt
 import pytest
-from authjwt_helpers import (
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from swqos_auth_jwt.jwt_auth import P256_N, JwtKeySettings
+from swqos_auth_jwt.strict import b64url_decode, b64url_encode
+from swqos_core.errors import Rejection
+
+from .authjwt_helpers import (
     AUDIENCE,
     DROP,
     HEADER,
@@ -23,12 +30,6 @@ from authjwt_helpers import (
     head,
     write_pub,
 )
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from swqos_auth_jwt.jwt_auth import P256_N, JwtKeySettings
-from swqos_auth_jwt.strict import b64url_decode, b64url_encode
-from swqos_core.errors import Rejection
 
 
 async def refused(auth, h, label: str, code=grpc.StatusCode.UNAUTHENTICATED, cl=None) -> Rejection:
@@ -234,10 +235,10 @@ async def test_step4_key_validity_window(env):
     keys = {"k1": JwtKeySettings(env.tmp / "k1.pem", not_before=NOW, not_after="2027-01-15T09:00:00Z")}
     write_pub(env.tmp / "k1.pem", env.k1)
     assert (await env.auth(keys=keys).authenticate(bearer(env.token()), client())).subject == "trader-1"
-    env.clock.t = NOW - 5
+    env.clock.now = NOW - 5
     r = await refused(env.auth(keys=keys), bearer(env.token(iat=NOW - 10, exp=NOW + 100)), "step4_kid")
     assert "not yet" in r.reason
-    env.clock.t = NOW + 3600
+    env.clock.now = NOW + 3600
     r = await refused(env.auth(keys=keys), bearer(env.token(iat=NOW + 3590, exp=NOW + 3700)), "step4_kid")
     assert "expired" in r.reason
 
@@ -300,13 +301,56 @@ def malleate(tok: str) -> str:
     return f"{h}.{c}.{b64url_encode(r + (P256_N - sv).to_bytes(32, 'big'))}"
 
 
-async def test_step5_malleated_copy_is_a_valid_signature(env):
-    # (r, n-s) verifies too: the verifier cannot tell, so nothing may rely on token bytes.
+async def test_step5_malleated_copy_is_the_same_token(env):
+    # (r, n-s) verifies too; it is normalised to low s first, so it is the same token, not a second one.
     tok = env.token()
     twin = malleate(tok)
     assert twin != tok
     p = await env.auth().authenticate(bearer(twin), client())
     assert p.token_id == "jti-1"
+
+
+def s_of(tok: str) -> int:
+    return int.from_bytes(b64url_decode(tok.rsplit(".", 1)[1])[32:], "big")
+
+
+def low_and_high(tok: str) -> tuple[str, str]:
+    twin = malleate(tok)
+    return (tok, twin) if s_of(tok) <= P256_N // 2 else (twin, tok)
+
+
+async def test_step5_high_s_spelling_is_never_verified_or_cached_as_such(env):
+    from swqos_auth_jwt.jwt_auth import low_s_spelling
+
+    low, high = low_and_high(env.token())  # built from a real signature: one of the two is high
+    assert s_of(high) > P256_N // 2 >= s_of(low)
+    assert low_s_spelling(f"Bearer {high}") == f"Bearer {low}"
+    assert low_s_spelling(f"Bearer {low}") == f"Bearer {low}"
+    auth = env.auth()
+    with pytest.raises(Rejection) as ei:  # the verifier itself refuses an unnormalised high s
+        auth._verify(f"Bearer {high}", float(NOW + 10))
+    assert ei.value.label == "step5_signature" and "high-s" in ei.value.reason
+    assert len(auth.cache) == 0
+
+
+@pytest.mark.parametrize("bad", ["Bearer a.b", "Bearer a.b." + "A" * 85, "Bearer a.b." + "A" * 85 + "=",
+                                 "Bearer a.b." + "_" * 86])
+def test_low_s_spelling_leaves_unparsable_values_to_the_steps(bad):
+    from swqos_auth_jwt.jwt_auth import low_s_spelling
+
+    assert low_s_spelling(bad) == bad
+
+
+async def test_high_s_twin_of_a_revoked_token_is_refused_before_and_after_caching(env):
+    auth = env.auth()
+    low, high = low_and_high(env.token())
+    auth.revoke_token("jti-1")
+    await refused(auth, bearer(high), "step9_revocation")
+    auth.restore_token("jti-1")
+    await auth.authenticate(bearer(low), client())
+    auth.revoke_token("jti-1")
+    await refused(auth, bearer(high), "step9_revocation")
+    assert list(auth.cache._d) == [f"Bearer {low}"]  # one entry for both spellings, revocation checked on it
 
 
 async def test_malleated_copy_of_a_revoked_token_is_refused(env):
@@ -321,10 +365,25 @@ async def test_malleated_copy_of_a_revoked_token_is_refused(env):
 async def test_malleated_copy_of_a_revoked_subject_is_refused(env):
     auth = env.auth()
     auth.revoke_subject("trader-1")
-    await refused(auth, bearer(malleate(env.token())), "step9_revocation")
+    await refused(auth, bearer(malleate(env.token())), "step9_revocation", code=grpc.StatusCode.PERMISSION_DENIED)
 
 
 # --- step 6: claims --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sub", "jti"])
+@pytest.mark.parametrize("value", ["trader\n1", "trader-1\r", "tr\x00ader", "\x1b[31mtrader", "trader\x7f",
+                                   "trader\t1", "trader 1", " trader-1", "tr\u00e5der", "\u202etrader",
+                                   "trader\u200b", "tr\u0430der"])
+async def test_step6_sub_and_jti_printable_ascii_only(env, name, value):
+    r = await refused(env.auth(), bearer(env.token(**{name: value})), "step6_claims")
+    assert "printable ASCII" in r.reason and value not in r.reason
+
+
+async def test_step6_every_visible_ascii_character_is_allowed_in_sub(env):
+    sub = "".join(chr(c) for c in range(0x21, 0x7F))
+    p = await env.auth().authenticate(bearer(env.token(sub=sub)), client())
+    assert p.subject == sub
 
 
 async def test_step6_duplicate_sub_claim(env):
@@ -384,12 +443,12 @@ async def test_step7_audience_list_containing_ours(env):
 
 
 async def test_step8_expired(env):
-    env.clock.t = NOW + 300 + 31
+    env.clock.now = NOW + 300 + 31
     await refused(env.auth(), bearer(env.token()), "step8_time")
 
 
 async def test_step8_leeway(env):
-    env.clock.t = NOW + 300 + 29
+    env.clock.now = NOW + 300 + 29
     assert (await env.auth().authenticate(bearer(env.token()), client())).subject == "trader-1"
     await refused(env.auth(leeway_seconds=0), bearer(env.token()), "step8_time")
 
@@ -420,7 +479,7 @@ async def test_step8_exp_not_after_iat(env):
 async def test_step9_revoked_subject_and_restore(env):
     auth = env.auth()
     auth.revoke_subject("trader-1")
-    r = await refused(auth, bearer(env.token()), "step9_revocation")
+    r = await refused(auth, bearer(env.token()), "step9_revocation", code=grpc.StatusCode.PERMISSION_DENIED)
     assert "subject" in r.reason
     assert auth.restore_subject("trader-1")
     assert (await auth.authenticate(bearer(env.token()), client())).subject == "trader-1"

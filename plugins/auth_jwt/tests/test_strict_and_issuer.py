@@ -8,7 +8,6 @@ import json
 
 import jwt as pyjwt
 import pytest
-from authjwt_helpers import FakeClock, bearer, client
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,7 +15,10 @@ from swqos_auth_jwt import cli, issuer
 from swqos_auth_jwt.api_tokens import read_store
 from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtSettings
 from swqos_auth_jwt.strict import StrictDecodeError, b64url_decode, b64url_encode, json_object
-from swqos_core import devstack, schema
+from swqos_core import schema
+from swqos_dev import devstack
+
+from .authjwt_helpers import FakeClock, bearer, client
 
 
 @given(st.binary(max_size=200))

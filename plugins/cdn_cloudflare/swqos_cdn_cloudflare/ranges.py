@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swqos_core.cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
+from swqos_cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
 
 API_URL = "https://api.cloudflare.com/client/v4/ips"
 SNAPSHOT_RESOURCE = "cloudflare-ips.json"

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from swqos_cdn import EdgeResolver, EdgeSettings
 from swqos_cdn_cloudflare.ranges import PROVIDER
-from swqos_core.cdn import EdgeResolver, EdgeSettings
 from swqos_core.errors import ConfigError, invalid_argument, permission_denied
 from swqos_core.layers import BuildContext, RequestHead
-from swqos_core.net import IPAddress
+from swqos_core.net import IPAddress, fold_mapped
 
 #: Cloudflare's "Pseudo IPv4" puts a Class E address (240.0.0.0/4) in CF-Connecting-IP.
 PSEUDO_IPV4 = IPv4Network("240.0.0.0/4")
+LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 
 
 @dataclass
@@ -68,14 +69,14 @@ class CloudflareResolver(EdgeResolver):
         if self.cf.pseudo_ipv4_overwrite:
             v6 = self.single_header(head, "cf-connecting-ipv6")
             if v6 is not None:
-                ip = self.parse_address(v6, "cf-connecting-ipv6")
+                ip = self.parse_address(v6, "cf-connecting-ipv6", fold=False)
                 if ip.version != 6:
                     raise invalid_argument("cf-connecting-ipv6 is not an IPv6 address", label=f"{self.name}_bad_header")
                 # Pseudo IPv4 also rewrites CF-Connecting-IP; it must still be a single value.
                 self.require_header(head, "cf-connecting-ip")
-                return ip
+                return fold_mapped(ip)  # a 6to4 or NAT64 client is its IPv4 address, like everywhere
         ip = self.parse_address(self.require_header(head, "cf-connecting-ip"), "cf-connecting-ip")
-        if ip in PSEUDO_IPV4:
+        if ip in PSEUDO_IPV4 and ip != LIMITED_BROADCAST:  # broadcast is refused as broadcast, never a pseudo address
             # A Class E pseudo address stands for an IPv6 client we were not told about.
             raise invalid_argument(
                 "cf-connecting-ip holds a Pseudo IPv4 address; set pseudo_ipv4_overwrite = true "

@@ -20,9 +20,12 @@ class TestCloudflareConformance(ClientIpResolverConformance):
     edge_peer_v6 = "ipv6:[2606:4700::6810:1]:443"
     # Cross-zone Worker subrequests carry this (inside 2a06:98c0::/29).
     cdn_client = "2a06:98c0:3600::103"
+    # Class E is Cloudflare's Pseudo IPv4 range: refused as such (INVALID_ARGUMENT, test_resolver.py).
+    own_rule_for = frozenset({"240.0.0.1"})
 
-    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None):
-        return build(CloudflareSettings(require_cdn=require_cdn, refresh_url=refresh_url, ranges_file=ranges_file))
+    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None, allow_non_global=False):
+        return build(CloudflareSettings(require_cdn=require_cdn, refresh_url=refresh_url, ranges_file=ranges_file,
+            allow_non_global=allow_non_global))
 
     def default_resolver(self):
         return build(CloudflareSettings())
@@ -38,8 +41,9 @@ class TestCloudflareConformance(ClientIpResolverConformance):
 class TestCloudflarePseudoIpv4Conformance(TestCloudflareConformance):
     """The same bar with Pseudo IPv4 "Overwrite Headers" on (IPv4 clients still use CF-Connecting-IP)."""
 
-    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None):
+    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None, allow_non_global=False):
         return build(CloudflareSettings(require_cdn=require_cdn, refresh_url=refresh_url, ranges_file=ranges_file,
+            allow_non_global=allow_non_global,
                                         pseudo_ipv4_overwrite=True))
 
     def client_headers(self, client):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from swqos_cdn import render_aws_sg, render_nftables, render_terraform, run_cdn_command
 from swqos_cdn_cloudflare.ranges import PROVIDER, shipped
-from swqos_core.cdn import render_aws_sg, render_nftables, render_terraform, run_cdn_command
 from swqos_testing.conformance.lockdown import aws_cli_accepts, check_aws_sg, check_terraform, have, nft_check
 
 

@@ -64,7 +64,7 @@ async def sign_with(stack, client):
                                   response_deserializer=signer_pb2.SignCertificateVerifyResponse.FromString)
         try:
             await rpc(signer_pb2.SignCertificateVerifyRequest(payload=valid_cv()), timeout=5,
-                      metadata=[("authorization", f"Bearer {stack.token()}"), ("cf-connecting-ip", "198.51.100.7")])
+                      metadata=[("authorization", f"Bearer {stack.token()}"), ("cf-connecting-ip", "81.2.69.7")])
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         return grpc.StatusCode.OK

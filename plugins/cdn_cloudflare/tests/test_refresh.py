@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from swqos_cdn import RangeError, Snapshot, load_snapshot, run_cdn_command
 from swqos_cdn_cloudflare.ranges import PROVIDER, parse_api, shipped
-from swqos_core.cdn import RangeError, Snapshot, load_snapshot, run_cdn_command
 from swqos_testing.conformance import RangeDocumentServer
 
 V4 = ["173.245.48.0/20", "103.21.244.0/22", "104.16.0.0/13"]

@@ -49,8 +49,8 @@ def test_pseudo_ipv4_address_refused_without_the_setting():
 
 def test_pseudo_ipv4_overwrite_uses_the_ipv6_header():
     r = build(pseudo_ipv4_overwrite=True)
-    got = resolve(r, EDGE, [("cf-connecting-ip", "240.16.0.1"), ("cf-connecting-ipv6", "2001:db8:5::1")])
-    assert got.ip == ipaddress.ip_address("2001:db8:5::1")
+    got = resolve(r, EDGE, [("cf-connecting-ip", "240.16.0.1"), ("cf-connecting-ipv6", "2a01:4f8:5::1")])
+    assert got.ip == ipaddress.ip_address("2a01:4f8:5::1")
 
 
 def test_pseudo_ipv4_overwrite_without_ipv6_header_refuses_pseudo_address():
@@ -59,17 +59,17 @@ def test_pseudo_ipv4_overwrite_without_ipv6_header_refuses_pseudo_address():
 
 
 @pytest.mark.parametrize("md", [
-    [("cf-connecting-ip", "240.16.0.1"), ("cf-connecting-ipv6", "198.51.100.1")],
-    [("cf-connecting-ip", "240.16.0.1"), ("cf-connecting-ipv6", "2001:db8::1"), ("cf-connecting-ipv6", "2001:db8::2")],
-    [("cf-connecting-ipv6", "2001:db8::1")],  # CF-Connecting-IP is always sent alongside
+    [("cf-connecting-ip", "240.16.0.1"), ("cf-connecting-ipv6", "81.2.69.1")],
+    [("cf-connecting-ip", "240.16.0.1"), ("cf-connecting-ipv6", "2a01:4f8::1"), ("cf-connecting-ipv6", "2a01:4f8::2")],
+    [("cf-connecting-ipv6", "2a01:4f8::1")],  # CF-Connecting-IP is always sent alongside
 ])
 def test_pseudo_ipv4_bad_combinations_refused(md):
     assert refused(build(pseudo_ipv4_overwrite=True), EDGE, md).code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_ipv6_header_ignored_when_setting_off():
-    got = resolve(build(), EDGE, [("cf-connecting-ip", "198.51.100.1"), ("cf-connecting-ipv6", "2001:db8::1")])
-    assert got.ip == ipaddress.ip_address("198.51.100.1")
+    got = resolve(build(), EDGE, [("cf-connecting-ip", "81.2.69.1"), ("cf-connecting-ipv6", "2a01:4f8::1")])
+    assert got.ip == ipaddress.ip_address("81.2.69.1")
 
 
 def test_binary_header_refused():
@@ -80,9 +80,9 @@ def test_binary_header_refused():
 
 def test_extra_trusted_range_is_an_edge():
     r = build(extra_trusted_ranges=["127.0.0.0/8"])
-    got = resolve(r, "ipv4:127.0.0.1:5000", [("cf-connecting-ip", "198.51.100.1")])
-    assert got == ClientAddress(ipaddress.ip_address("198.51.100.1"), "cloudflare", "ipv4:127.0.0.1:5000")
-    assert refused(build(), "ipv4:127.0.0.1:5000", [("cf-connecting-ip", "198.51.100.1")]).code == \
+    got = resolve(r, "ipv4:127.0.0.1:5000", [("cf-connecting-ip", "81.2.69.1")])
+    assert got == ClientAddress(ipaddress.ip_address("81.2.69.1"), "cloudflare", "ipv4:127.0.0.1:5000")
+    assert refused(build(), "ipv4:127.0.0.1:5000", [("cf-connecting-ip", "81.2.69.1")]).code == \
         grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -120,8 +120,8 @@ def test_origin_pull_cert_required(tmp_path):
     _other_ca, other_leaf = _ca_and_leaf("someone else")
     (tmp_path / "aop.pem").write_bytes(ca)
     r = build(require_origin_pull_cert=True, origin_pull_ca=tmp_path / "aop.pem")
-    md = [("cf-connecting-ip", "198.51.100.1")]
-    assert resolve(r, EDGE, md, _auth(leaf)).ip == ipaddress.ip_address("198.51.100.1")
+    md = [("cf-connecting-ip", "81.2.69.1")]
+    assert resolve(r, EDGE, md, _auth(leaf)).ip == ipaddress.ip_address("81.2.69.1")
     for auth in (None, _auth(None), _auth(other_leaf), _auth(b"garbage"), {"x509_pem_cert": [leaf]}):
         assert refused(r, EDGE, md, auth).code == grpc.StatusCode.PERMISSION_DENIED
 
@@ -129,7 +129,7 @@ def test_origin_pull_cert_required(tmp_path):
 def test_origin_pull_without_ca_relies_on_tls_verification():
     _, leaf = _ca_and_leaf("zone CA")
     r = build(require_origin_pull_cert=True)
-    md = [("cf-connecting-ip", "198.51.100.1")]
+    md = [("cf-connecting-ip", "81.2.69.1")]
     assert isinstance(resolve(r, EDGE, md, _auth(leaf)), ClientAddress)
     assert refused(r, EDGE, md, _auth(None)).code == grpc.StatusCode.PERMISSION_DENIED
 
@@ -169,8 +169,8 @@ async def test_periodic_refresh_swaps_the_list_and_stops_on_close():
                     break
                 await asyncio.sleep(0.05)
             assert r.snapshot.etag == "new"
-            got = await r.resolve(head("ipv4:45.0.0.1:443", [("cf-connecting-ip", "198.51.100.1")]))
-            assert got.ip == ipaddress.ip_address("198.51.100.1")
+            got = await r.resolve(head("ipv4:45.0.0.1:443", [("cf-connecting-ip", "81.2.69.1")]))
+            assert got.ip == ipaddress.ip_address("81.2.69.1")
         finally:
             await r.close()
         assert r._task is None

@@ -1,9 +1,15 @@
 """Hook implementations of swqos-cdn-cloudfront."""
 
+from swqos_cdn import require_kit
 from swqos_cdn_cloudfront.ranges import PROVIDER
 from swqos_cdn_cloudfront.resolver import CloudFrontSettings, build
 from swqos_core import hookimpl
-from swqos_core.cdn import add_cdn_provider
+
+
+@hookimpl
+def swqos_addhooks(pluginmanager):
+    # The CDN kit's plugin brings the provider hook spec, `swqos cdn` and the swqos_cdn_* metrics.
+    require_kit(pluginmanager)
 
 
 @hookimpl
@@ -13,5 +19,5 @@ def swqos_register_client_ip_resolvers(register):
 
 
 @hookimpl
-def swqos_add_commands(subparsers):
-    add_cdn_provider(subparsers, PROVIDER)
+def swqos_register_cdn_providers(register):
+    register(PROVIDER)

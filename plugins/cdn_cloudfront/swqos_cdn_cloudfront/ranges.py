@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swqos_core.cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
+from swqos_cdn import CdnProvider, ParsedRanges, RangeError, json_object, packaged_snapshot
 
 IP_RANGES_URL = "https://ip-ranges.amazonaws.com/ip-ranges.json"
 SERVICE = "CLOUDFRONT_ORIGIN_FACING"

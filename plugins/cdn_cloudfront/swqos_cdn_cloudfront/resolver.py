@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from swqos_cdn import EdgeResolver, EdgeSettings
 from swqos_cdn_cloudfront.ranges import PROVIDER
-from swqos_core.cdn import EdgeResolver, EdgeSettings
 from swqos_core.layers import BuildContext, RequestHead
 from swqos_core.net import IPAddress
 

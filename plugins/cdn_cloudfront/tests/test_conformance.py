@@ -23,8 +23,9 @@ class TestCloudFrontViewerAddressConformance(ClientIpResolverConformance):
     edge_peer_v6 = "ipv6:[2600:9000:1400::10]:443"
     cdn_client = "15.158.3.4"
 
-    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None):
-        return build(CloudFrontSettings(require_cdn=require_cdn, refresh_url=refresh_url, ranges_file=ranges_file))
+    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None, allow_non_global=False):
+        return build(CloudFrontSettings(require_cdn=require_cdn, refresh_url=refresh_url, ranges_file=ranges_file,
+            allow_non_global=allow_non_global))
 
     def default_resolver(self):
         return build(CloudFrontSettings())
@@ -52,9 +53,13 @@ class TestCloudFrontXffConformance(TestCloudFrontViewerAddressConformance):
 
     list_header = True
 
-    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None):
+    def make_resolver(self, *, require_cdn, refresh_url=None, ranges_file=None, allow_non_global=False):
         return build(CloudFrontSettings(require_cdn=require_cdn, refresh_url=refresh_url, ranges_file=ranges_file,
+            allow_non_global=allow_non_global,
                                         client_header="x-forwarded-for"))
+
+    def default_resolver(self):
+        return build(CloudFrontSettings(client_header="x-forwarded-for"))
 
     def client_headers(self, client):
         # A viewer that sent no X-Forwarded-For: CloudFront's entry is the whole header.

@@ -5,8 +5,8 @@ import ipaddress
 import pytest
 from cloudfront_helpers import ip_ranges
 
+from swqos_cdn import RangeError, load_snapshot, render_aws_sg, render_nftables, render_terraform, run_cdn_command
 from swqos_cdn_cloudfront.ranges import PREFIX_LISTS, PROVIDER, parse_ip_ranges, shipped
-from swqos_core.cdn import RangeError, load_snapshot, render_aws_sg, render_nftables, render_terraform, run_cdn_command
 from swqos_testing.conformance import RangeDocumentServer
 from swqos_testing.conformance.lockdown import aws_cli_accepts, check_aws_sg, check_terraform, have, nft_check
 
@@ -20,7 +20,7 @@ def test_parse_keeps_only_origin_facing_and_dedupes():
     assert parsed.serial == 1790000000
     assert "13.32.0.0/15" not in parsed.ipv4  # viewer-facing CLOUDFRONT
     assert "3.5.140.0/22" not in parsed.ipv4  # AMAZON
-    from swqos_core.cdn import snapshot_from_document
+    from swqos_cdn import snapshot_from_document
     snap = snapshot_from_document(PROVIDER, body, source="test")
     assert sorted(snap.ipv4) == sorted(set(V4)) and list(snap.ipv6) == V6
 

@@ -15,11 +15,11 @@ async def test_viewer_address_through_the_real_server(tmp_path):
     async with running_stack(tmp_path, proxy=cloudfront(extra_trusted_ranges=["127.0.0.0/8"])) as stack:
         decisions = []
         stack.proxy.pipeline.observers.append(decisions.append)
-        r = await stack.sign(valid_cv(), metadata=[("cloudfront-viewer-address", "2001:db8::7:46532")])
+        r = await stack.sign(valid_cv(), metadata=[("cloudfront-viewer-address", "2a01:4f8::7:46532")])
         assert r.code == grpc.StatusCode.OK, r.details
-        assert decisions[-1].client == "2001:db8::7"
+        assert decisions[-1].client == "2a01:4f8::7"
         before = await stack.signatures_made()
-        r = await stack.sign(valid_cv(), metadata=[("cloudfront-viewer-address", "2001:db8::7")])  # no port
+        r = await stack.sign(valid_cv(), metadata=[("cloudfront-viewer-address", "2a01:4f8::7")])  # no port
         assert r.code == grpc.StatusCode.INVALID_ARGUMENT
         assert await stack.signatures_made() == before
 
@@ -27,7 +27,7 @@ async def test_viewer_address_through_the_real_server(tmp_path):
 async def test_non_edge_refused(tmp_path):
     async with running_stack(tmp_path, proxy=cloudfront()) as stack:
         before = await stack.signatures_made()
-        r = await stack.sign(valid_cv(), metadata=[("cloudfront-viewer-address", "198.51.100.7:1"),
-                                                   ("x-forwarded-for", "198.51.100.7")])
+        r = await stack.sign(valid_cv(), metadata=[("cloudfront-viewer-address", "81.2.69.7:1"),
+                                                   ("x-forwarded-for", "81.2.69.7")])
         assert r.code == grpc.StatusCode.PERMISSION_DENIED
         assert await stack.signatures_made() == before

@@ -10,6 +10,8 @@ checks, printing each step:
 3. a restart while halted comes up halted, before its first poll;
 4. a replay of the older manifest is refused and does not lift the halt;
 5. a newer manifest lifts the halt.
+
+``--threshold`` runs :mod:`~swqos_killswitch.threshold_drill` instead, the same with a trust root.
 """
 
 from __future__ import annotations
@@ -30,15 +32,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from swqos_core.killswitch.manifest import build_manifest
-from swqos_core.killswitch.signing import generate_private_key, key_id, public_key_pem, sign_blob
-from swqos_core.killswitch.sources import HttpsSource, HttpsSourceSettings
 from swqos_core.state import EnclaveIdentity, ServiceState
+from swqos_killswitch.manifest import build_manifest
+from swqos_killswitch.signing import generate_private_key, key_id, public_key_pem, sign_blob
+from swqos_killswitch.sources import HttpsSource, HttpsSourceSettings
 
 SCOPE = "drill"
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swqos kill-switch drill")])
     now = dt.datetime.now(dt.UTC)
@@ -81,7 +83,7 @@ class TLSServer(http.server.ThreadingHTTPServer):
             conn.close()
 
 
-class _Publisher:
+class Publisher:
     """A tiny HTTPS server holding the current manifest and signature."""
 
     def __init__(self, cert: Path, key: Path) -> None:
@@ -121,7 +123,7 @@ class _Publisher:
         self.httpd.server_close()
 
 
-async def _wait(state: ServiceState, predicate: Callable[[], bool], limit: float) -> float | None:
+async def wait_until(state: ServiceState, predicate: Callable[[], bool], limit: float) -> float | None:
     """Seconds until ``predicate`` held, or None if it did not within ``limit``."""
     start = time.monotonic()
     changed = asyncio.Event()
@@ -140,7 +142,7 @@ async def run_drill(interval: float = 2.0, release: str = "0.0.0-drill",
                     out: Callable[[str], None] = print) -> bool:
     """Run the drill; print each step through ``out``; return True if every check passed."""
     ok = True
-    timeout = min(5.0, max(0.5, interval))
+    timeout = min(5.0, max(2.0, interval))
     limit = interval + 2 * timeout  # one poll interval plus one fetch, with room for the fetch to fail once
 
     def check(cond: bool, what: str) -> None:
@@ -157,8 +159,8 @@ async def run_drill(interval: float = 2.0, release: str = "0.0.0-drill",
         kid = key_id(signer.public_key())
         out(f"   key id {kid}")
         out("2. start a local HTTPS manifest server (self-signed certificate, pinned as the only CA)")
-        cert, tls_key = _self_signed(d)
-        server = _Publisher(cert, tls_key)
+        cert, tls_key = self_signed_certificate(d)
+        server = Publisher(cert, tls_key)
         out(f"   {server.url}")
 
         def publish(version: int, revoked: list[str], issued: dt.datetime | None = None) -> None:
@@ -185,12 +187,12 @@ async def run_drill(interval: float = 2.0, release: str = "0.0.0-drill",
             state, src = staging_proxy()
             sources.append(src)
             await src.start()
-            took = await _wait(state, lambda: state.serving, limit)
+            took = await wait_until(state, lambda: state.serving, limit)
             check(took is not None, "serving on a manifest that does not name it")
 
             out(f"4. revoke release {release!r}")
             publish(2, [release])
-            took = await _wait(state, lambda: not state.serving, limit)
+            took = await wait_until(state, lambda: not state.serving, limit)
             check(took is not None and took <= interval + timeout,
                   (f"halted after {took:.2f} s " if took is not None else "NOT halted within the limit ")
                   + f"(one poll interval is {interval:g} s)")
@@ -221,7 +223,7 @@ async def run_drill(interval: float = 2.0, release: str = "0.0.0-drill",
             out("7. publish a newer manifest that no longer names the release")
             publish(3, ["0.0.0-not-this-one"])
             src.poll_now()
-            took = await _wait(state, lambda: state.serving, limit)
+            took = await wait_until(state, lambda: state.serving, limit)
             check(took is not None, "halt lifted, serving again")
         finally:
             for s in sources:
@@ -229,3 +231,4 @@ async def run_drill(interval: float = 2.0, release: str = "0.0.0-drill",
             server.close()
     out("drill " + ("PASSED" if ok else "FAILED"))
     return ok
+

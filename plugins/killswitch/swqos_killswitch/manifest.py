@@ -13,6 +13,7 @@ A manifest is a JSON object, signed as the exact bytes published (docs/kill-swit
       "revoked_versions": ["1.3.1"],
       "revoked_measurements": ["<96 hex digits: PCR0 of a revoked enclave image>"],
       "min_version": "1.3.2",                                          (optional)
+      "not_before": "2026-04-21T18:00:00Z",                            (optional: a lift's timelock)
       "revoked_at": "2026-04-21T12:00:00Z",                            (optional, audit only)
       "reason": "CVE-2026-0001: payload matcher bypass"                (optional)
     }
@@ -41,7 +42,7 @@ _KEY_ID_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 SCOPE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}\Z")
 
 _REQUIRED = {"_type", "version", "scope", "issued_at", "expires", "action", "revoked_versions", "revoked_measurements"}
-_OPTIONAL = {"key_id", "min_version", "revoked_at", "reason"}
+_OPTIONAL = {"key_id", "min_version", "revoked_at", "reason", "not_before"}
 
 
 class ManifestError(ValueError):
@@ -79,6 +80,8 @@ class Manifest:
     key_id: str | None = None
     revoked_at: str | None = None
     reason: str | None = None
+    #: A lift carried by this manifest takes effect only from this time on (the lift timelock).
+    not_before: datetime | None = None
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires
@@ -112,6 +115,7 @@ class Manifest:
             "key_id": self.key_id,
             "revoked_at": self.revoked_at,
             "reason": self.reason,
+            "not_before": format_time(self.not_before) if self.not_before else None,
         }
 
 
@@ -197,6 +201,11 @@ def parse_manifest(data: bytes) -> Manifest:
     reason = obj.get("reason")
     if reason is not None:
         reason = _string(reason, "reason")
+    not_before = obj.get("not_before")
+    if not_before is not None:
+        not_before = parse_time(not_before, "not_before")
+        if not issued_at <= not_before < expires:
+            raise ManifestError("not_before must be between issued_at and expires")
     return Manifest(
         version=version,
         scope=scope,
@@ -209,6 +218,7 @@ def parse_manifest(data: bytes) -> Manifest:
         key_id=key_id,
         revoked_at=revoked_at,
         reason=reason,
+        not_before=not_before,
     )
 
 
@@ -224,6 +234,7 @@ def build_manifest(
     key_id: str | None = None,
     revoked_at: datetime | None = None,
     reason: str | None = None,
+    not_before: datetime | None = None,
 ) -> bytes:
     """Serialise a manifest (for ``swqos manifest sign`` and tests) and check it parses."""
     obj: dict[str, Any] = {
@@ -244,6 +255,8 @@ def build_manifest(
         obj["revoked_at"] = format_time(revoked_at)
     if reason is not None:
         obj["reason"] = reason
+    if not_before is not None:
+        obj["not_before"] = format_time(not_before)
     data = (json.dumps(obj, indent=2, ensure_ascii=True) + "\n").encode()
     parse_manifest(data)  # a builder must never emit what the verifier would refuse
     return data

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from swqos_core.errors import ConfigError
-from swqos_core.killswitch.signing import (
+from swqos_killswitch.signing import (
     PinnedKey,
     SignatureError,
     load_private_key,

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from swqos_core.killswitch.cli import add_commands
+from swqos_killswitch.cli import add_commands
 
 
 def run(*argv: str) -> int:

@@ -22,11 +22,12 @@ GUARD = 20.0
 
 def revocation_config(kit, keys, server, state_dir) -> dict:
     return {
+        "swqos": {"plugins": ["auth_jwt", "killswitch"]},
         "pipeline": {"revocation": ["https"]},
         "layers": {"revocation": {"https": {
             "url": server.url("/revocation.json"),
-            "public_key": str(keys.pub_path),
-            "key_id": keys.key_id,
+            "public_key": str(keys.pub_path) if keys else None,
+            "key_id": keys.key_id if keys else None,
             "scope": kit.SCOPE,
             "state_dir": str(state_dir),
             "ca_bundle": str(server.cert),
@@ -89,3 +90,31 @@ async def test_restart_while_halted_through_the_real_server(kit, keys, server, t
         assert r.code == grpc.StatusCode.UNAVAILABLE
         assert await stack.signatures_made() == made
         await wait_health(stack, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+async def test_threshold_halt_through_the_real_server(kit, root, server, tmp_path):
+    """With a trust root: one key cannot halt signing, two can, and a restart stays halted."""
+    cfg = revocation_config(kit, None, server, tmp_path / "ks-state")
+    https = cfg["layers"]["revocation"]["https"]
+    del https["public_key"], https["key_id"]
+    https.update(root=str(root.path), root_sha256=root.sha256)
+    server.publish(*root.manifest(1, revoked_versions=["0.0.1-old"]))
+    async with running_stack(tmp_path / "first", proxy=cfg) as stack:
+        made = await stack.signatures_made()
+        server.publish(*root.manifest(2, by=[0], revoked_versions=[__version__]))
+        src = stack.proxy.app.one("revocation")
+        async with asyncio.timeout(GUARD):
+            while src.engine.rejected_total["below_threshold"] == 0:
+                await asyncio.sleep(0.05)
+        r = await stack.sign(valid_cv())
+        assert r.code == grpc.StatusCode.OK  # a single stolen key halted nothing
+        server.publish(*root.manifest(3, by=[1, 2], revoked_versions=[__version__]))
+        await stack.wait_serving(False, timeout=GUARD)
+        r = await stack.sign(valid_cv())
+        assert r.code == grpc.StatusCode.UNAVAILABLE
+        assert await stack.signatures_made() == made + 1
+    server.routes.clear()
+    async with running_stack(tmp_path / "second", proxy=cfg, wait_serving=False) as stack:
+        assert "is revoked" in stack.state.halt_reasons["kill_switch"]
+        r = await stack.sign(valid_cv())
+        assert r.code == grpc.StatusCode.UNAVAILABLE

@@ -6,10 +6,10 @@ import base64
 import datetime as dt
 import json
 
-from swqos_core.killswitch.engine import Candidate, KillSwitch
-from swqos_core.killswitch.signing import PinnedKey, sign_blob
-from swqos_core.killswitch.store import ManifestStore
 from swqos_core.state import EnclaveIdentity
+from swqos_killswitch.engine import Candidate, KillSwitch
+from swqos_killswitch.signing import PinnedKey, sign_blob
+from swqos_killswitch.store import ManifestStore
 
 RELEASE = "1.3.1"
 MEASUREMENT = "ab" * 48

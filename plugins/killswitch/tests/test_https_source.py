@@ -7,10 +7,11 @@ import datetime as dt
 
 import pytest
 
+from swqos_core import fetch
 from swqos_core.errors import ConfigError
-from swqos_core.killswitch.fetch import FetchError, https_get, make_ssl_context
-from swqos_core.killswitch.signing import sign_blob
-from swqos_core.killswitch.sources import HttpsSource, HttpsSourceSettings
+from swqos_core.fetch import FetchError, check_url
+from swqos_killswitch.signing import sign_blob
+from swqos_killswitch.sources import HttpsSource, HttpsSourceSettings
 
 RELEASE = "1.3.1"
 PATH = "/revocation.json"
@@ -179,17 +180,95 @@ async def test_untrusted_server_certificate(kit, keys, server, tmp_path):
     assert src.engine.fetch_failures_total["tls"] == 1
 
 
-async def test_fetch_cap_and_errors_directly(server):
-    ctx = make_ssl_context(server.cert)
-    from swqos_core.killswitch.fetch import check_url
-
+async def test_fetch_cap_and_errors_directly(kit, server):
     assert check_url("http://example.com/x") is not None
+    assert check_url("https://user:pw@example.com/x") is not None
+    assert check_url("https://example.com/x") is None
     with pytest.raises(FetchError) as exc:
-        await https_get("http://127.0.0.1/x", ssl_context=ctx, connect_timeout=1, total_timeout=1, max_bytes=10)
-    assert exc.value.label == "bad_url"
-    with pytest.raises(FetchError) as exc:
-        await https_get(server.url("/nothing"), ssl_context=ctx, connect_timeout=1, total_timeout=2, max_bytes=10)
+        await fetch.get(server.url("/nothing"), max_bytes=10, connect_timeout=1, total_timeout=2,
+                        ca_bundle=server.cert)
     assert exc.value.label == "http_status"
+    server.routes["/ten"] = kit.Route(b"0123456789A")
+    with pytest.raises(FetchError) as exc:
+        await fetch.get(server.url("/ten"), max_bytes=10, connect_timeout=1, total_timeout=2, ca_bundle=server.cert)
+    assert exc.value.label == "oversize"
+
+
+@pytest.mark.parametrize("size_line", [b"0x1f", b"+1f", b"1_f", b" -1f", b"1f 1"])
+async def test_malformed_chunk_size_is_refused(kit, halted, keys, server, size_line):
+    """The hand-written client read chunk sizes with int(token, 16), so 0x1f, +1f and 1_f passed."""
+    src, state = halted
+    data, sig = keys.manifest(6)
+    server.publish(data, sig)
+    server.routes[PATH] = kit.Route(data, chunked=[(size_line, data)])
+    assert await src.poll_once() == "no_valid_manifest"
+    assert src.engine.fetch_failures_total["protocol"] == 1
+    assert not state.serving and src.engine.manifest_version == 5
+
+
+async def test_well_formed_chunked_body_is_read(kit, keys, server, tmp_path):
+    state = kit.make_state()
+    src = HttpsSource(settings(kit, keys, server, tmp_path), state)
+    data, sig = keys.manifest(2)
+    server.publish(data, sig)
+    half = len(data) // 2
+    server.routes[PATH] = kit.Route(data, chunked=[(b"%x" % half, data[:half]),
+                                                   (b"%X;ext=1" % (len(data) - half), data[half:])])
+    assert await src.poll_once() == "accepted"
+    assert state.serving and src.engine.manifest_version == 2
+
+
+async def test_chunked_body_over_the_cap(kit, halted, keys, server):
+    src, state = halted
+    big = b"{" + b" " * (70 * 1024) + b"}"
+    server.publish(big, sign_blob(keys.private, big))
+    step = 8 * 1024
+    server.routes[PATH] = kit.Route(big, chunked=[(b"%x" % len(big[i:i + step]), big[i:i + step])
+                                                  for i in range(0, len(big), step)])
+    assert await src.poll_once() == "no_valid_manifest"
+    assert src.engine.rejected_total["oversize"] == 1 and not state.serving
+
+
+async def test_compressed_body_is_refused(kit, halted, keys, server):
+    """Only identity encoding: a small gzip body could expand past the cap after the check."""
+    src, state = halted
+    data, sig = keys.manifest(6)
+    server.publish(data, sig)
+    server.routes[PATH] = kit.Route(data, headers={"Content-Encoding": "gzip"})
+    assert await src.poll_once() == "no_valid_manifest"
+    assert src.engine.fetch_failures_total["encoding"] == 1 and not state.serving
+
+
+async def test_redirect_is_not_followed(kit, keys, server, tmp_path):
+    state = kit.make_state()
+    src = HttpsSource(settings(kit, keys, server, tmp_path, url=server.url("/moved.json")), state)
+    server.publish(*keys.manifest(1))
+    server.routes["/moved.json"] = kit.Route(b"", status=302, headers={"Location": server.url(PATH)})
+    assert await src.poll_once() == "no_valid_manifest"
+    assert src.engine.fetch_failures_total["http_status"] == 1
+    assert server.hits.get(PATH, 0) == 0
+
+
+async def test_unreachable_server_is_a_connect_failure(kit, keys, tmp_path, tls_files):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state = kit.make_state()
+    s = HttpsSourceSettings(url=f"https://127.0.0.1:{port}/revocation.json", public_key=keys.pub_path,
+                            key_id=keys.key_id, scope=kit.SCOPE, state_dir=tmp_path / "state",
+                            ca_bundle=tls_files[0], connect_timeout=1.0, total_timeout=2.0)
+    src = HttpsSource(s, state)
+    assert await src.poll_once() == "no_valid_manifest"
+    assert src.engine.fetch_failures_total["connect"] == 1 and not state.serving
+
+
+def test_bad_ca_bundle_is_a_startup_error(kit, keys, server, tmp_path):
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="ca_bundle"):
+        HttpsSource(settings(kit, keys, server, tmp_path, ca_bundle=bad), kit.make_state())
 
 
 def test_settings_validation(kit, keys, server, tmp_path):
@@ -203,7 +282,7 @@ def test_settings_validation(kit, keys, server, tmp_path):
 
 
 async def test_file_source_and_snapshot(kit, keys, tmp_path):
-    from swqos_core.killswitch.sources import FileSource, FileSourceSettings
+    from swqos_killswitch.sources import FileSource, FileSourceSettings
 
     state = kit.make_state()
     path = tmp_path / "revocation.json"

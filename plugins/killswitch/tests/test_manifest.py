@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from swqos_core.killswitch.manifest import MANIFEST_TYPE, ManifestError, build_manifest, parse_manifest, version_below
+from swqos_killswitch.manifest import MANIFEST_TYPE, ManifestError, build_manifest, parse_manifest, version_below
 
 T0 = dt.datetime(2026, 4, 21, 12, 0, tzinfo=dt.UTC)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from swqos_core.errors import ConfigError
-from swqos_core.killswitch.signing import sign_blob
-from swqos_core.release import add_commands, check_release, create_release_manifest, enforce_release, records_check
+from swqos_killswitch.release import add_commands, check_release, create_release_manifest, enforce_release, records_check
+from swqos_killswitch.signing import sign_blob
 
 
 def _h(data: bytes) -> str:
@@ -107,7 +107,7 @@ def test_wrong_document_type_is_refused(keys, tmp_path, site):
 
 
 def test_enforce_raises_config_error(signed, keys, site, monkeypatch):
-    import swqos_core.release as rel
+    import swqos_killswitch.release as rel
 
     monkeypatch.setattr(rel, "swqos_distributions", lambda path=None, _orig=rel.swqos_distributions: _orig([str(site)]))
     enforce_release(*signed, keys.pub_path)

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
-from swqos_core.killswitch.signing import (
+from swqos_killswitch.signing import (
     PinnedKey,
     SignatureError,
     key_id,

@@ -1,4 +1,11 @@
-"""Operator commands: ``swqos attest verify``, ``swqos kms policy|seal|dev``."""
+"""Operator commands: ``swqos attest verify``, ``swqos kms policy|seal|dev``.
+
+Flag vocabulary, shared with the other swqos commands: ``--validator`` is the validator identity
+public key in base58 (what ``[enclave] expected_public_key`` holds), ``--out`` a file written,
+``--dev-dir`` a directory of development material. Every message about a file names its path.
+Exit codes: 0 done, 1 refused (``attest verify``: the document did not verify; ``kms seal``: KMS
+said no), 2 a bad option or an unreadable file.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +38,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("attest", help="Nitro attestation documents")
     asub = p.add_subparsers(dest="attest_command", metavar="SUBCOMMAND", required=True)
     v = asub.add_parser("verify", help="verify a Nitro attestation document (COSE_Sign1, raw or base64)")
-    v.add_argument("doc", help="document file ('-' for stdin)")
-    v.add_argument("--nonce", help="hex nonce the document must carry")
-    v.add_argument("--public-key", help="public_key the document must carry (hex, or base58 for a 32-byte key)")
+    v.add_argument("doc", help="document file, raw CBOR or base64 ('-' for stdin)")
+    v.add_argument("--nonce", metavar="HEX", help="hex nonce the document must carry")
+    v.add_argument("--validator", metavar="BASE58",
+                   help="validator identity public key (base58) the document's public_key must be")
     v.add_argument("--identity", action="store_true",
                    help="a GetIdentity document: also require the swqos identity user_data label")
     v.add_argument("--expect-pcr", action="append", default=[], metavar="N=HEX",
@@ -42,8 +50,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                 "(default: now)")
     v.add_argument("--max-age", type=float, help="refuse documents older than this many seconds at --at")
     v.add_argument("--allow-debug", action="store_true", help="accept all-zero PCRs (debug-mode enclaves)")
-    v.add_argument("--root", help="PEM root to trust instead of the AWS Nitro root (needs --root-sha256)")
-    v.add_argument("--root-sha256", help="SHA-256 fingerprint pinning --root")
+    v.add_argument("--root", metavar="PEM", help="PEM root to trust instead of the AWS Nitro root (needs --root-sha256)")
+    v.add_argument("--root-sha256", metavar="HEX", help="SHA-256 fingerprint pinning --root")
     v.set_defaults(func=cmd_attest_verify)
 
     p = subparsers.add_parser("kms", help="KMS key policy, sealing and a local fake setup")
@@ -60,27 +68,38 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     pol.set_defaults(func=cmd_kms_policy)
 
     s = ksub.add_parser("seal", help="encrypt an identity key under a KMS key for the enclave to unseal")
-    s.add_argument("--key-id", required=True)
-    s.add_argument("--identity-key", required=True, help="Solana keypair file (JSON, mode 0600)")
+    s.add_argument("--kms-key", required=True, metavar="ARN",
+                   help="the KMS key to seal under: key ARN, key id or alias (the provider's key_id)")
+    s.add_argument("--identity-key", required=True, metavar="FILE", help="Solana keypair file (JSON, mode 0600)")
     s.add_argument("--context", action="append", default=[], metavar="K=V",
                    help="extra EncryptionContext entries (validator=<public key> is always added)")
-    s.add_argument("--out", required=True, help="where to write the CiphertextBlob")
-    s.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-    s.add_argument("--endpoint-url")
+    s.add_argument("--out", required=True, metavar="FILE",
+                   help="where to write the CiphertextBlob (the provider's ciphertext_file)")
+    s.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                   help="AWS region of the KMS key (default $AWS_REGION or $AWS_DEFAULT_REGION)")
+    s.add_argument("--endpoint-url", metavar="URL", help="KMS endpoint instead of the region's (a VPC endpoint, a test KMS)")
     s.set_defaults(func=cmd_kms_seal)
 
     d = ksub.add_parser("dev", help="run a fake KMS and write an enclave config that boots through it")
-    d.add_argument("--dir", required=True, help="directory for the test PKI, sealed key and enclave.toml")
+    d.add_argument("--dev-dir", required=True, metavar="DIR",
+                   help="directory for the test PKI, sealed key and enclave.toml (created, mode 0700)")
     d.add_argument("--port", type=int, default=0, help="fake KMS port on 127.0.0.1 (default: any free port)")
-    d.add_argument("--region", default="eu-west-1")
+    d.add_argument("--region", default="eu-west-1", help="region the fake KMS claims to be in (default eu-west-1)")
     d.set_defaults(func=cmd_kms_dev)
 
 
 # --- attest verify ---------------------------------------------------------------------------
 
 
+def _read_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
 def _read_document(name: str) -> bytes:
-    raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    raw = sys.stdin.buffer.read() if name == "-" else _read_file(Path(name), "document")
     # A document starts with 0x84 (array of 4) or 0xd2 (tag 18); otherwise try base64 text.
     if raw[:1] in (b"\x84", b"\xd2"):
         return raw
@@ -90,6 +109,13 @@ def _read_document(name: str) -> bytes:
         return raw
 
 
+def _parse_hex(text: str, flag: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"{flag} wants hex, got {text!r}") from None
+
+
 def _parse_at(text: str | None) -> Any:
     if text is None:
         return None
@@ -97,7 +123,13 @@ def _parse_at(text: str | None) -> Any:
         return "document"
     if text.isdigit():
         return datetime.fromtimestamp(int(text) / 1000, UTC)
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--at wants 'document', unix milliseconds or ISO 8601, got {text!r}") from None
+    if at.tzinfo is None:
+        raise ValueError(f"--at needs a UTC offset (2026-01-02T03:04:05Z), got {text!r}")
+    return at
 
 
 def _parse_expected(items: list[str]) -> dict[int, list[bytes]]:
@@ -110,13 +142,13 @@ def _parse_expected(items: list[str]) -> dict[int, list[bytes]]:
     return out
 
 
-def _parse_public_key(text: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        from swqos_core.identity import from_base58
+def _parse_validator(text: str) -> bytes:
+    from swqos_core.identity import from_base58
 
+    try:
         return from_base58(text)
+    except (ValueError, ConfigError):
+        raise ValueError(f"--validator wants a base58 Ed25519 public key (32 bytes), got {text!r}") from None
 
 
 def cmd_attest_verify(args: argparse.Namespace) -> int:
@@ -126,9 +158,9 @@ def cmd_attest_verify(args: argparse.Namespace) -> int:
         if args.root:
             if not args.root_sha256:
                 raise ValueError("--root needs --root-sha256 (a root is trusted only when pinned)")
-            root = attestation.load_root(Path(args.root).read_bytes(), args.root_sha256)
-        nonce = bytes.fromhex(args.nonce) if args.nonce else None
-        public_key = _parse_public_key(args.public_key) if args.public_key else None
+            root = attestation.load_root(_read_file(Path(args.root), "root certificate"), args.root_sha256)
+        nonce = _parse_hex(args.nonce, "--nonce") if args.nonce else None
+        public_key = _parse_validator(args.validator) if args.validator else None
         doc = attestation.verify(
             document, root=root, at=_parse_at(args.at), max_age=args.max_age,
             expected_pcrs=_parse_expected(args.expect_pcr) or None, nonce=nonce, public_key=public_key,
@@ -199,11 +231,14 @@ def cmd_kms_seal(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: cannot read identity key {args.identity_key}: {exc.strerror}", file=sys.stderr)
+        return 2
     validator = to_base58(public_of(seed))
     try:
         ctx = _context(args.context, validator)
         client = boto3.client("kms", region_name=args.region, endpoint_url=args.endpoint_url)
-        blob, arn = seal_seed(client, args.key_id, seed, ctx)
+        blob, arn = seal_seed(client, args.kms_key, seed, ctx)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -212,7 +247,11 @@ def cmd_kms_seal(args: argparse.Namespace) -> int:
         return 1
     finally:
         seed[:] = bytes(len(seed))
-    Path(args.out).write_bytes(blob)
+    try:
+        Path(args.out).write_bytes(blob)
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     extra = {k: v for k, v in ctx.items() if k != VALIDATOR_CONTEXT_KEY}
     print(f"sealed identity {validator} under {arn} into {args.out}\n")
     print("enclave config:\n")
@@ -303,7 +342,11 @@ def dev_setup(directory: Path, *, port: int = 0, region: str = "eu-west-1") -> D
 
 
 def cmd_kms_dev(args: argparse.Namespace) -> int:
-    setup = dev_setup(Path(args.dir), port=args.port, region=args.region)
+    try:
+        setup = dev_setup(Path(args.dev_dir), port=args.port, region=args.region)
+    except OSError as exc:
+        print(f"error: cannot set up {exc.filename or args.dev_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
     print(f"fake KMS listening on {setup.kms.endpoint_url} (key {setup.key_arn})")
     print(f"identity {setup.public_key} sealed into {setup.directory / 'identity.sealed'}")
     print(f"key policy: {setup.directory / 'policy.json'}")

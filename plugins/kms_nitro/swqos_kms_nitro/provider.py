@@ -341,7 +341,7 @@ def make_nitro_fake(settings: NitroFakeKeySettings, ctx: BuildContext) -> NitroK
     from swqos_kms_nitro.fake_nsm import FakeNsm, FakePki, default_pcrs
 
     if settings.fake_pki_dir is None:
-        raise ConfigError("fake_pki_dir is required (run: swqos kms dev --dir DIR)")
+        raise ConfigError("fake_pki_dir is required (run: swqos kms dev --dev-dir DIR)")
     try:
         pki = FakePki.load(settings.fake_pki_dir)
     except (OSError, ValueError) as exc:

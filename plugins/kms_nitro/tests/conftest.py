@@ -1,19 +1,15 @@
-"""Fixtures: the real vectors, a fake NSM PKI, a running fake KMS, a sealed key."""
+"""Fixtures of the kms_nitro tests: the real vectors and a sealed key. The fake NSM and the fake
+KMS (``fake_nsm_pki``, ``fake_nsm_dir``, ``fake_nsm``, ``fake_kms``) come from the swqos test kit."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-# --import-mode=importlib does not put test directories on sys.path; the helper module lives here.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from kmsnitro_helpers import TESTDATA, Sealed
-
 from swqos_kms_nitro.fake_kms import FakeKms
-from swqos_kms_nitro.fake_nsm import FakePki
+
+from .kmsnitro_helpers import TESTDATA, Sealed
 
 
 @pytest.fixture(scope="session")
@@ -27,24 +23,6 @@ def real_envelopes() -> list[bytes]:
     return [(TESTDATA / n).read_bytes() for n in names]
 
 
-@pytest.fixture(scope="session")
-def pki() -> FakePki:
-    return FakePki.generate()
-
-
 @pytest.fixture
-def pki_dir(tmp_path: Path, pki: FakePki) -> Path:
-    d = tmp_path / "fake-nsm"
-    pki.save(d)
-    return d
-
-
-@pytest.fixture
-def kms(pki: FakePki):
-    with FakeKms(pki.root_cert) as server:
-        yield server
-
-
-@pytest.fixture
-def sealed(kms: FakeKms, tmp_path: Path, pki_dir: Path) -> Sealed:
-    return Sealed(kms, tmp_path, pki_dir)
+def sealed(fake_kms: FakeKms, tmp_path: Path, fake_nsm_dir: Path) -> Sealed:
+    return Sealed(fake_kms, tmp_path, fake_nsm_dir)

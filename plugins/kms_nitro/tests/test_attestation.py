@@ -8,10 +8,11 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kmsnitro_helpers import REAL_DOC_TIMESTAMP_MS, REAL_PCR0
 
 from swqos_kms_nitro import attestation as A
 from swqos_kms_nitro.fake_nsm import FakeNsm, FakePki
+
+from .kmsnitro_helpers import REAL_DOC_TIMESTAMP_MS, REAL_PCR0
 
 REAL_TIME = datetime.fromtimestamp(REAL_DOC_TIMESTAMP_MS / 1000, UTC)
 
@@ -139,10 +140,10 @@ def test_truncated_document_refused(real_doc, cut):
         A.verify(real_doc[:cut], at="document")
 
 
-def test_root_is_pinned_not_taken_from_cabundle(real_doc, pki):
+def test_root_is_pinned_not_taken_from_cabundle(real_doc, fake_nsm_pki):
     # Trusting the fake root for the real document fails: cabundle[0] is not that root.
     with pytest.raises(A.AttestationError, match=r"cabundle\[0\] is not the pinned root"):
-        A.verify(real_doc, at="document", root=pki.root_cert)
+        A.verify(real_doc, at="document", root=fake_nsm_pki.root_cert)
 
 
 def test_load_root_checks_fingerprint():
@@ -165,8 +166,8 @@ def test_unprotected_header_and_other_alg_refused(real_doc):
 # --- documents from the fake NSM ------------------------------------------------------------
 
 
-def test_fake_document_has_the_real_shape(real_doc, pki):
-    nsm = FakeNsm(pki)
+def test_fake_document_has_the_real_shape(real_doc, fake_nsm_pki):
+    nsm = FakeNsm(fake_nsm_pki)
     doc = nsm.document(public_key=b"\x05" * 294)
     # Untagged COSE_Sign1, protected {1: -35}, empty unprotected map, payload bstr with a 2-byte length.
     assert doc[:8] == real_doc[:8] == bytes.fromhex("8444a1013822a059")
@@ -183,66 +184,66 @@ def test_fake_document_has_the_real_shape(real_doc, pki):
     assert payload["digest"] == "SHA384"
 
 
-def test_fake_document_passes_the_same_verifier_with_the_test_root(pki):
-    nsm = FakeNsm(pki)
-    doc = A.verify(nsm.document(nonce=b"n1", public_key=b"k" * 32), root=pki.root_cert, max_age=60,
+def test_fake_document_passes_the_same_verifier_with_the_test_root(fake_nsm_pki):
+    nsm = FakeNsm(fake_nsm_pki)
+    doc = A.verify(nsm.document(nonce=b"n1", public_key=b"k" * 32), root=fake_nsm_pki.root_cert, max_age=60,
                    nonce=b"n1", public_key=b"k" * 32)
     assert doc.pcrs == nsm.pcrs
 
 
-def test_fake_document_refused_against_the_aws_root(pki):
+def test_fake_document_refused_against_the_aws_root(fake_nsm_pki):
     with pytest.raises(A.AttestationError, match="pinned root"):
-        A.verify(FakeNsm(pki).document())
+        A.verify(FakeNsm(fake_nsm_pki).document())
 
 
-def test_fake_document_signed_by_an_unknown_chain_refused(pki):
+def test_fake_document_signed_by_an_unknown_chain_refused(fake_nsm_pki):
     other = FakePki.generate()
     doc = FakeNsm(other).document()
     with pytest.raises(A.AttestationError, match="pinned root"):
-        A.verify(doc, root=pki.root_cert)
+        A.verify(doc, root=fake_nsm_pki.root_cert)
 
 
-def test_debug_variant_refused(pki):
-    doc = FakeNsm(pki, variant="debug").document()
+def test_debug_variant_refused(fake_nsm_pki):
+    doc = FakeNsm(fake_nsm_pki, variant="debug").document()
     with pytest.raises(A.AttestationError, match="debug mode"):
-        A.verify(doc, root=pki.root_cert)
-    assert A.verify(doc, root=pki.root_cert, allow_debug=True).debug_mode
+        A.verify(doc, root=fake_nsm_pki.root_cert)
+    assert A.verify(doc, root=fake_nsm_pki.root_cert, allow_debug=True).debug_mode
 
 
-def test_expired_leaf_variant_refused_now_but_valid_at_its_time(pki):
-    nsm = FakeNsm(pki, variant="expired")
+def test_expired_leaf_variant_refused_now_but_valid_at_its_time(fake_nsm_pki):
+    nsm = FakeNsm(fake_nsm_pki, variant="expired")
     doc = nsm.document()
     with pytest.raises(A.AttestationError, match="document certificate is not valid at"):
-        A.verify(doc, root=pki.root_cert)
-    A.verify(doc, root=pki.root_cert, at="document")
+        A.verify(doc, root=fake_nsm_pki.root_cert)
+    A.verify(doc, root=fake_nsm_pki.root_cert, at="document")
 
 
-def test_stale_fake_document_refused_by_max_age(pki):
-    nsm = FakeNsm(pki)
+def test_stale_fake_document_refused_by_max_age(fake_nsm_pki):
+    nsm = FakeNsm(fake_nsm_pki)
     old = int((datetime.now(UTC) - timedelta(minutes=10)).timestamp() * 1000)
     with pytest.raises(A.AttestationError, match="older than 300 s"):
-        A.verify(nsm.document(timestamp_ms=old), root=pki.root_cert, max_age=300)
+        A.verify(nsm.document(timestamp_ms=old), root=fake_nsm_pki.root_cert, max_age=300)
 
 
-def test_identity_document_binding(pki):
-    nsm = FakeNsm(pki)
+def test_identity_document_binding(fake_nsm_pki):
+    nsm = FakeNsm(fake_nsm_pki)
     identity = b"\x07" * 32
     doc = nsm.document(public_key=identity, nonce=b"abc", user_data=A.IDENTITY_USER_DATA)
-    A.verify_identity(doc, identity, b"abc", root=pki.root_cert)
+    A.verify_identity(doc, identity, b"abc", root=fake_nsm_pki.root_cert)
     with pytest.raises(A.AttestationError, match="nonce"):
-        A.verify_identity(doc, identity, b"abd", root=pki.root_cert)
+        A.verify_identity(doc, identity, b"abd", root=fake_nsm_pki.root_cert)
     with pytest.raises(A.AttestationError, match="public_key"):
-        A.verify_identity(doc, b"\x08" * 32, b"abc", root=pki.root_cert)
+        A.verify_identity(doc, b"\x08" * 32, b"abc", root=fake_nsm_pki.root_cert)
     with pytest.raises(A.AttestationError, match="nonce is required"):
-        A.verify_identity(doc, identity, b"", root=pki.root_cert)
+        A.verify_identity(doc, identity, b"", root=fake_nsm_pki.root_cert)
     unlabelled = nsm.document(public_key=identity, nonce=b"abc")
     with pytest.raises(A.AttestationError, match="user_data"):
-        A.verify_identity(unlabelled, identity, b"abc", root=pki.root_cert)
+        A.verify_identity(unlabelled, identity, b"abc", root=fake_nsm_pki.root_cert)
 
 
-def test_leaf_that_is_a_ca_refused(pki, monkeypatch):
+def test_leaf_that_is_a_ca_refused(fake_nsm_pki, monkeypatch):
     # The instance CA signing a document directly (cabundle shortened) breaks the leaf profile.
-    nsm = FakeNsm(pki)
+    nsm = FakeNsm(fake_nsm_pki)
     nsm.certificate = nsm.cabundle[-1]
     with pytest.raises(A.AttestationError):
-        A.verify(nsm.document(), root=pki.root_cert)
+        A.verify(nsm.document(), root=fake_nsm_pki.root_cert)

@@ -34,8 +34,8 @@ def test_attestation_request_is_the_real_cbor_shape():
     assert cbor2.loads(t.requests[0]) == {"Attestation": {"user_data": None, "nonce": b"n", "public_key": b"pk"}}
 
 
-def test_fake_nsm_through_the_client(pki):
-    fake = FakeNsm(pki)
+def test_fake_nsm_through_the_client(fake_nsm_pki):
+    fake = FakeNsm(fake_nsm_pki)
     client = N.NsmClient(fake)
     assert len(client.get_random()) == 256
     pcr = client.describe_pcr(0)
@@ -57,8 +57,8 @@ def test_size_limits_checked_before_sending(kwargs, match):
     assert info.value.code == "InvalidArgument" and t.requests == []
 
 
-def test_fake_nsm_enforces_limits_itself(pki):
-    fake = FakeNsm(pki)
+def test_fake_nsm_enforces_limits_itself(fake_nsm_pki):
+    fake = FakeNsm(fake_nsm_pki)
     raw = cbor2.dumps({"Attestation": {"user_data": b"u" * 600, "nonce": None, "public_key": None}})
     assert cbor2.loads(fake.request(raw)) == {"Error": "InvalidArgument"}
     assert cbor2.loads(fake.request(b"\x00" * 5000)) == {"Error": "InputTooLarge"}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from kmsnitro_helpers import ROLE
 
 from swqos_kms_nitro import policy
+
+from .kmsnitro_helpers import ROLE
 
 P0, P1, P2 = "aa" * 48, "bb" * 48, "cc" * 48
 NEW_P0 = "dd" * 48

@@ -7,7 +7,6 @@ import socket
 
 import pytest
 from botocore.exceptions import ClientError
-from kmsnitro_helpers import Sealed, approved_policy, build_ctx, kms_client
 
 from swqos_core import config as core_config
 from swqos_core import plugins as core_plugins
@@ -16,6 +15,8 @@ from swqos_kms_nitro import attestation, cms
 from swqos_kms_nitro.cli import dev_setup
 from swqos_kms_nitro.fake_nsm import default_pcrs
 from swqos_kms_nitro.provider import NitroKeySettings, make_nitro
+
+from .kmsnitro_helpers import Sealed, approved_policy, build_ctx, kms_client
 
 
 def test_boot_unseals_the_expected_key(sealed):
@@ -57,9 +58,9 @@ def test_kms_unreachable(sealed):
     refuses(sealed.provider(endpoint_url=f"http://127.0.0.1:{port}", connect_timeout=0.5), "KMS unreachable at")
 
 
-def test_access_denied_when_pcrs_do_not_match_the_policy(kms, tmp_path, pki_dir):
+def test_access_denied_when_pcrs_do_not_match_the_policy(fake_kms, tmp_path, fake_nsm_dir):
     other = {i: bytes([i + 1]) * 48 for i in range(16)}
-    s = Sealed(kms, tmp_path, pki_dir, key_policy=approved_policy(pcrs=other))
+    s = Sealed(fake_kms, tmp_path, fake_nsm_dir, key_policy=approved_policy(pcrs=other))
     err = refuses(s.provider(), "KMS Decrypt refused: AccessDeniedException")
     assert "PCRs match the key policy" in str(err)
 

@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from kmsnitro_helpers import approved_policy, kms_client
 from nacl.signing import VerifyKey
 
 from swqos_core.errors import ConfigError
 from swqos_core.identity import read_keypair_file, to_base58
+from swqos_dev import devstack
 from swqos_kms_nitro import attestation
 from swqos_kms_nitro.cli import seal_seed
 from swqos_kms_nitro.fake_nsm import default_pcrs
+from swqos_testing.configs import merge
 from swqos_testing.payloads import valid_cv
 from swqos_testing.stack import running_stack
 
+from .kmsnitro_helpers import approved_policy, kms_client
 
-def _enclave_override(tmp_path, kms, key_arn, validator, pki_dir, **extra):
+
+def _enclave_override(tmp_path, fake_kms, key_arn, validator, fake_nsm_dir, **extra):
     settings = {
-        "expected_public_key": validator, "key_id": key_arn, "region": kms.region,
-        "ciphertext_file": str(tmp_path / "identity.sealed"), "endpoint_url": kms.endpoint_url,
-        "fake_pki_dir": str(pki_dir), "max_attempts": 1, **extra,
+        "expected_public_key": validator, "key_id": key_arn, "region": fake_kms.region,
+        "ciphertext_file": str(tmp_path / "identity.sealed"), "endpoint_url": fake_kms.endpoint_url,
+        "fake_pki_dir": str(fake_nsm_dir), "max_attempts": 1, **extra,
     }
     return {
         "swqos": {"plugins": ["payload_tls_cv", "kms_nitro"], "allow_test_plugins": True},
@@ -31,18 +34,16 @@ def _enclave_override(tmp_path, kms, key_arn, validator, pki_dir, **extra):
 
 
 @pytest.mark.slow
-async def test_enclave_boots_through_fake_kms_signs_and_attests(tmp_path, kms, pki_dir):
+async def test_enclave_boots_through_fake_kms_signs_and_attests(tmp_path, fake_kms, fake_nsm_dir):
     async with running_stack(tmp_path, start_enclave=False, wait_serving=False) as stack:
         seed = read_keypair_file(stack.dev.identity)
         validator = stack.dev.identity_b58()
-        key = kms.create_key(approved_policy(validator))
-        blob, arn = seal_seed(kms_client(kms), key.arn, seed, {"validator": validator})
+        key = fake_kms.create_key(approved_policy(validator))
+        blob, arn = seal_seed(kms_client(fake_kms), key.arn, seed, {"validator": validator})
         (tmp_path / "identity.sealed").write_bytes(blob)
         stack.dev.identity.unlink()  # the key now exists only sealed in KMS
-        from swqos_core import devstack
-        from swqos_testing.stack import merge
         devstack.write_toml(stack.enclave_config, merge(devstack.enclave_config(stack.dev),
-                                                        _enclave_override(tmp_path, kms, arn, validator, pki_dir)))
+                                                        _enclave_override(tmp_path, fake_kms, arn, validator, fake_nsm_dir)))
         await stack.start_enclave()
         await stack.wait_serving()
         payload = valid_cv()
@@ -52,28 +53,26 @@ async def test_enclave_boots_through_fake_kms_signs_and_attests(tmp_path, kms, p
         r = await stack.identity(nonce=b"trader-nonce-1")
         assert r.code == grpc.StatusCode.OK, r.details
         doc = attestation.verify_identity(r.response.attestation_document, stack.identity_key, b"trader-nonce-1",
-                                          root=kms.root, expected_pcrs={0: default_pcrs()[0]})
+                                          root=fake_kms.root, expected_pcrs={0: default_pcrs()[0]})
         assert to_base58(doc.public_key) == validator
-        assert any(op == "Decrypt" for op, _ in kms.calls)
+        assert any(op == "Decrypt" for op, _ in fake_kms.calls)
 
 
 @pytest.mark.slow
-async def test_enclave_exits_nonzero_when_unsealing_fails(tmp_path, kms, pki_dir):
+async def test_enclave_exits_nonzero_when_unsealing_fails(tmp_path, fake_kms, fake_nsm_dir):
     async with running_stack(tmp_path, start_enclave=False, wait_serving=False) as stack:
         seed = read_keypair_file(stack.dev.identity)
         validator = stack.dev.identity_b58()
         other = {i: bytes([7]) * 48 for i in range(3)}  # the policy approves another image
-        key = kms.create_key(approved_policy(validator, pcrs=other))
-        blob, arn = seal_seed(kms_client(kms), key.arn, seed, {"validator": validator})
+        key = fake_kms.create_key(approved_policy(validator, pcrs=other))
+        blob, arn = seal_seed(kms_client(fake_kms), key.arn, seed, {"validator": validator})
         (tmp_path / "identity.sealed").write_bytes(blob)
-        from swqos_core import devstack
-        from swqos_testing.stack import merge
         devstack.write_toml(stack.enclave_config, merge(devstack.enclave_config(stack.dev),
-                                                        _enclave_override(tmp_path, kms, arn, validator, pki_dir)))
-        with pytest.raises(ConfigError, match="exited with code 2"):
+                                                        _enclave_override(tmp_path, fake_kms, arn, validator, fake_nsm_dir)))
+        with pytest.raises(ConfigError, match="exited with code 1"):
             await stack.start_enclave()
         log = (stack.dev_dir / "enclave.log").read_text()
         assert "AccessDeniedException" in log
-        assert stack.enclave_process.returncode == 2
+        assert stack.enclave_process.returncode == 1
         r = await stack.sign(valid_cv())
         assert r.code == grpc.StatusCode.UNAVAILABLE

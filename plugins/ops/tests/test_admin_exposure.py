@@ -13,36 +13,64 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from ops_helpers import ops_config
 
-from swqos_core.admin.cli import Target, request
-from swqos_core.admin.server import check_exposure
-from swqos_core.admin.settings import AdminSettings
 from swqos_core.errors import ConfigError
+from swqos_ops.cli import Target, request
+from swqos_ops.settings import AdminSettings
+from swqos_ops.testing import admin_service, ops_config
 from swqos_testing.stack import running_stack
+
+TOKENS = {"token_authenticator": "api_token"}
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "192.0.2.10:9443", "203.0.113.5:0"])
-def test_public_address_without_mtls_is_refused(listen, tmp_path):
-    with pytest.raises(ConfigError, match="T7"):
-        check_exposure(AdminSettings(listen=listen, token_store=tmp_path / "t.json"))
+def test_public_address_without_mtls_is_refused(listen):
+    with pytest.raises(ValueError, match="T7"):
+        AdminSettings(listen=listen, **TOKENS)
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1:9443", "[::1]:9443", "localhost:9443", "127.0.0.2:1",
                                     "unix:///run/swqos/admin.sock"])
-def test_loopback_and_unix_are_allowed(listen, tmp_path):
-    assert check_exposure(AdminSettings(listen=listen, token_store=tmp_path / "t.json"))
+def test_loopback_and_unix_are_allowed(listen):
+    assert AdminSettings(listen=listen, **TOKENS).listen == listen
 
 
-@pytest.mark.parametrize("listen", ["admin.example.com:9443", "127.0.0.1", "unix://relative.sock"])
-def test_malformed_or_named_hosts_are_refused(listen, tmp_path):
-    with pytest.raises(ConfigError):
-        check_exposure(AdminSettings(listen=listen, token_store=tmp_path / "t.json"))
+@pytest.mark.parametrize("listen", ["admin.example.com:9443", "127.0.0.1", "unix://relative.sock", "vsock://3:5"])
+def test_malformed_or_named_hosts_are_refused(listen):
+    with pytest.raises(ValueError, match=r"\[layers.service.admin\] listen"):
+        AdminSettings(listen=listen, **TOKENS)
 
 
 def test_no_authentication_configured_is_refused():
-    with pytest.raises(ConfigError, match="no way to authenticate"):
-        check_exposure(AdminSettings(listen="127.0.0.1:0"))
+    with pytest.raises(ValueError, match="no way to authenticate"):
+        AdminSettings(listen="127.0.0.1:0")
+
+
+def test_config_check_refuses_public_admin_without_mtls(tmp_path):
+    """The exposure rule holds in the settings: ``swqos config check`` refuses it, nothing runs."""
+    from swqos_core import config, plugins
+
+    path = tmp_path / "proxy.toml"
+    path.write_text('''[swqos]
+plugins = ["ops"]
+[proxy]
+listen = "127.0.0.1:0"
+tls_cert = "tls.crt"
+tls_key = "tls.key"
+enclave = "unix:///tmp/nope.sock"
+[pipeline]
+auth = []
+services = ["admin"]
+[layers.service.admin]
+listen = "0.0.0.0:9443"
+token_authenticator = "api_token"
+''')
+    cfg = config.load(path, process="proxy")
+    pm, loaded, problems = plugins.load_plugins(cfg.core.plugins)
+    assert problems == []
+    registry = plugins.collect_registrations(pm, loaded)
+    with pytest.raises(ConfigError, match=r"\[layers.service.admin\].*not a loopback address.*T7"):
+        plugins.select(cfg, registry)
 
 
 async def test_proxy_refuses_to_start_with_public_admin_without_mtls(tmp_path, admin_store):
@@ -56,7 +84,7 @@ async def test_proxy_refuses_to_start_with_public_admin_without_mtls(tmp_path, a
 async def test_proxy_refuses_admin_tokens_without_auth_plugin(tmp_path, admin_store):
     store, _ = admin_store
     cfg = ops_config(tmp_path, store, plugins=["auth_jwt"], pipeline={"rate_limit": []}, layers={},
-                     admin={"token_authenticator": "nonexistent"})
+                     admin={"token_authenticator": "nonexistent"})  # auth_jwt is loaded, but names no such implementation
     with pytest.raises(ConfigError, match="nonexistent"):
         async with running_stack(tmp_path, proxy=cfg):
             pytest.fail("started without a way to verify admin tokens")
@@ -113,7 +141,7 @@ async def test_public_address_with_mtls_serves_only_certified_clients(tmp_path):
         "listen": "0.0.0.0:0", "client_ca": str(tmp_path / "operators-ca.pem"),
         "tls_cert": str(dev / "tls.crt"), "tls_key": str(dev / "tls.key")})
     async with running_stack(tmp_path, proxy=cfg) as stack:
-        url = f"https://localhost:{stack.proxy.ops.admin.port}"
+        url = f"https://localhost:{admin_service(stack).port}"
         ok = Target(url, None, dev / "ca.pem", cert, key)
         status, _doc = await asyncio.to_thread(request, ok, "POST", "/v1/drain", {})
         assert status == 200 and stack.state.draining is True

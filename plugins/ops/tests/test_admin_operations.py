@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import grpc
-import ops_fakes
-from ops_helpers import admin, ops_config
 
 from swqos_core import __version__
 from swqos_core.identity import to_base58
+from swqos_ops.testing import admin, ops_config
 from swqos_testing.payloads import valid_cv
 from swqos_testing.stack import running_stack
 
@@ -50,9 +49,9 @@ async def test_revoke_and_restore_trader(tmp_path, admin_store):
         assert status == 200 and doc["layers"] == ["auth.jwt"], doc
         before = await stack.signatures_made()
         r = await stack.sign(valid_cv(), token=alice)
-        assert r.code == grpc.StatusCode.UNAUTHENTICATED and "revoked" in r.details
+        assert r.code == grpc.StatusCode.PERMISSION_DENIED and "revoked" in r.details
         r = await stack.sign(valid_cv(), token=stack.token("alice"))  # a fresh token of the same trader
-        assert r.code == grpc.StatusCode.UNAUTHENTICATED
+        assert r.code == grpc.StatusCode.PERMISSION_DENIED
         assert await stack.signatures_made() == before
         assert (await stack.sign(valid_cv(), token=stack.token("bob"))).code == grpc.StatusCode.OK
 
@@ -76,9 +75,11 @@ async def test_unknown_trader_is_a_clear_error_unless_forced(tmp_path, admin_sto
         assert status == 200, doc
         # The forced revocation is in force from the trader's first request on.
         r = await stack.sign(valid_cv(), token=stack.token("nobody"))
-        assert r.code == grpc.StatusCode.UNAUTHENTICATED
+        assert r.code == grpc.StatusCode.PERMISSION_DENIED
         status, doc = await admin(stack, token, "trader", {"sub": "nobody"})
-        assert status == 200 and doc["known"] is True and doc["revoked"] is True
+        assert status == 200 and doc["known"] is True and doc["seen"] is False
+        assert doc["policy"]["auth_jwt"]["revoked"] is True
+        assert doc["policy"]["ratelimit"]["quota"]["rate_limit.gcra"]["source"] == "default"
 
 
 async def test_revoke_and_restore_token(tmp_path, admin_store):
@@ -158,7 +159,8 @@ async def test_drain_and_undrain(tmp_path, admin_store):
         assert await admin(stack, None, "/healthz") == (200, {"serving": True, "reason": None})
 
 
-async def test_reload_cdn_applies_new_ranges_to_next_request(tmp_path, admin_store):
+async def test_a_plugins_operation_applies_to_the_next_request(tmp_path, admin_store, ops_fakes):
+    """An operation a plugin registers (here the fakes' CDN reload) is served like the listener's own."""
     store, token = admin_store
     cfg = ops_config(tmp_path, store, test_plugins=True,
                      pipeline={"client_ip": ["fake_cdn", "peer"], "rate_limit": []}, layers={})
@@ -169,22 +171,27 @@ async def test_reload_cdn_applies_new_ranges_to_next_request(tmp_path, admin_sto
         status, _ = await admin(stack, token, "set-allowlist", {"sub": "gina", "cidrs": ["198.51.100.0/24"]})
         assert status == 200
         assert (await stack.sign(valid_cv(), token=gina)).code == grpc.StatusCode.PERMISSION_DENIED
-        status, doc = await admin(stack, token, "reload-cdn")
+        status, doc = await admin(stack, token, "reload-fake-cdn")
         assert status == 200, doc
-        assert doc["resolvers"]["fake_cdn"]["changed"] is True and cdn.reloads == 1
+        assert doc["changed"] is True and cdn.reloads == 1
         assert (await stack.sign(valid_cv(), token=gina)).code == grpc.StatusCode.OK
+        status, doc = await admin(stack, token, "operations")
+        owners = {op["name"]: op["owner"] for op in doc["operations"]}
+        assert owners["reload-fake-cdn"] == "ops_fakes" and owners["set-allowlist"] == "auth_jwt"
+        assert owners["drain"] == "ops"
 
 
-async def test_operation_without_a_supporting_layer_is_a_clear_error(tmp_path, admin_store):
+async def test_operation_of_a_plugin_not_loaded_is_unknown(tmp_path, admin_store):
     store, token = admin_store
-    # No CDN resolver and no rate limiter loaded.
+    # No rate limiter loaded: its operations do not exist here, and the answer lists what does.
     cfg = ops_config(tmp_path, store, plugins=["auth_jwt"], pipeline={"rate_limit": []}, layers={})
     async with running_stack(tmp_path, proxy=cfg) as stack:
         await stack.sign(valid_cv(), token=stack.token("henry"))
-        status, doc = await admin(stack, token, "reload-cdn")
-        assert status == 501 and "no loaded client_ip resolver" in doc["error"]
         status, doc = await admin(stack, token, "set-quota", {"sub": "henry", "rate": {"count": 5}})
-        assert status == 501 and "set_trader_quota" in doc["error"] and "ratelimit" in doc["error"]
+        assert status == 404 and "unknown operation 'set-quota'" in doc["error"]
+        assert "set-quota" not in doc["operations"] and "revoke-trader" in doc["operations"]
+        status, doc = await admin(stack, token, "trader", {"sub": "henry"})
+        assert status == 200 and set(doc["policy"]) == {"auth_jwt"}
 
 
 async def test_bad_requests(tmp_path, admin_store):

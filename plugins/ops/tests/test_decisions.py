@@ -8,9 +8,8 @@ import json
 import stat
 
 import grpc
-import ops_fakes
-from ops_helpers import admin, audit_lines, metrics_text, ops_config, sample
 
+from swqos_ops.testing import admin, audit_lines, metrics_text, ops_config, sample
 from swqos_proto import signer_pb2
 from swqos_testing.payloads import valid_cv
 from swqos_testing.stack import running_stack
@@ -25,7 +24,7 @@ def _cfg(tmp_path, store):
                   "validate": ["limits"]})
 
 
-async def test_each_refusal_stage_has_its_status_audit_line_and_metric(tmp_path, admin_store):
+async def test_each_refusal_stage_has_its_status_audit_line_and_metric(tmp_path, admin_store, ops_fakes):
     store, _token = admin_store
     async with running_stack(tmp_path, proxy=_cfg(tmp_path, store), extra_plugins=[ops_fakes]) as stack:
         cdn = stack.proxy.app.one("client_ip")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from swqos_core import config, plugins
-from swqos_core.admin.server import check_exposure
+from swqos_ops.settings import AdminSettings, AuditSettings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
 @pytest.mark.parametrize("name,process", [("proxy.toml", "proxy"), ("enclave.toml", "enclave")])
@@ -25,9 +25,14 @@ def test_sample_configs_validate(name, process):
 
 def test_sample_proxy_keeps_admin_private_and_audits():
     cfg = config.load(DEPLOY / "proxy.toml", process="proxy")
-    assert cfg.settings.admin is not None and cfg.settings.admin.listen.startswith("unix://")
-    check_exposure(cfg.settings.admin)
-    assert cfg.settings.audit_log is not None
+    pm, loaded, _ = plugins.load_plugins(cfg.core.plugins)
+    chosen = plugins.select(cfg, plugins.collect_registrations(pm, loaded))
+    services = {sel.registration.name: sel.settings for sel in chosen["service"]}
+    assert list(services) == ["audit", "admin"]  # the audit log first: the admin listener writes to it
+    admin, audit = services["admin"], services["audit"]
+    assert isinstance(admin, AdminSettings) and admin.listen.startswith("unix://") and admin.client_ca is None
+    assert admin.token_authenticator == "api_token" and admin.token_auth["accept_roles"] == ["admin"]
+    assert isinstance(audit, AuditSettings) and str(audit.path).startswith("/var/log/swqos/")
 
 
 def test_units_run_what_the_docs_say():

@@ -2,19 +2,29 @@
 
 Four limits, each a GCRA table (:mod:`swqos_ratelimit.gcra`, :mod:`swqos_ratelimit.store`):
 
-==================== ================================ ===================== ====================
-limit (label)        key                              counts                checked
-==================== ================================ ===================== ====================
-address_rate         client address (/32, /64)        every RPC             ``check_address``
-address_handshakes   client address                   SignCertificateVerify ``check_address``
-trader_rate          verified ``sub``                 SignCertificateVerify ``check_principal``
-trader_sustained     verified ``sub``                 SignCertificateVerify ``check_principal``
-==================== ================================ ===================== ====================
+======================== ================================ ===================== ====================
+limit (label)            key                              counts                checked
+======================== ================================ ===================== ====================
+address_rate             client address (/32, /64)        every RPC             ``check_address``
+address_rate_56, _48     the IPv6 client's /56, /48       every RPC             ``check_address``
+address_handshakes       client address                   SignCertificateVerify ``check_address``
+address_handshakes_56/48 the IPv6 client's /56, /48       SignCertificateVerify ``check_address``
+trader_rate              verified ``sub``                 SignCertificateVerify ``check_principal``
+trader_sustained         verified ``sub``                 SignCertificateVerify ``check_principal``
+======================== ================================ ===================== ====================
 
 The limits of one stage are decided together and consumed only if all admit, so a request
 refused by one limit costs nothing against the others. The trader limits are only reached with a
 Principal, which only an authenticator creates after verifying the credential: a claimed but
 unverified ``sub`` never touches that trader's quota.
+
+Where the cells live: with the in-process store (``[pipeline] store = "memory"``) in this
+object's own tables (:mod:`swqos_ratelimit.store`); with a persistent or shared store (sqlite,
+redis) in that store, every stage in one :meth:`~swqos_core.store.StateStore.take` round trip.
+When a shared store fails, the limits fall back to the local tables with every quota divided by
+the store's ``replicas`` (logged, counted), and go back to the store when it answers again.
+Runtime trader quota overrides are policy records in the store: they survive a restart and apply
+on every replica.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from typing import Any
 from swqos_core.errors import Rejection, resource_exhausted
 from swqos_core.layers import ClientAddress, Principal, RequestHead
 from swqos_core.net import address_key, fold_mapped
+from swqos_core.store import Cell, MemoryStateStore, PolicyRecord, StateStore, StoreUnavailable
 from swqos_ratelimit.gcra import Clock, Rate, check, monotonic_clock, retry_after_seconds
 from swqos_ratelimit.settings import AddressOverride, GcraSettings, Quota, TraderOverride
 from swqos_ratelimit.store import Key, MemoryTatStore, StoreFull, TatStore
@@ -40,10 +51,19 @@ log = logging.getLogger("swqos.rate_limit.gcra")
 MAX_CAS_ATTEMPTS = 8
 #: Runtime per-trader overrides the admin API may set; bounded like everything else.
 MAX_RUNTIME_OVERRIDES = 100_000
+#: Policy-record namespace of runtime trader quotas.
+QUOTA_NAMESPACE = "ratelimit.quota"
+#: IPv6 aggregate prefix lengths counted besides the /64.
+AGGREGATES = (56, 48)
+_LOW64 = (1 << 64) - 1
 
 _REASONS = {
     "address_rate": "too many requests from this address",
     "address_handshakes": "too many handshakes from this address",
+    "address_rate_56": "too many requests from this address's /56",
+    "address_rate_48": "too many requests from this address's /48",
+    "address_handshakes_56": "too many handshakes from this address's /56",
+    "address_handshakes_48": "too many handshakes from this address's /48",
     "trader_rate": "too many handshakes for this trader",
     "trader_sustained": "trader's sustained handshake quota is spent",
     "address_table_full": "too many client addresses are being limited; retry later",
@@ -59,17 +79,27 @@ class _Limit:
     full_label: str
 
 
-def _address_override_key(text: str) -> Key:
-    """``"203.0.113.7"``, ``"2001:db8::1"`` or ``"2001:db8:1:2::/64"`` -> the bucket key."""
+def _address_override_key(text: str) -> tuple[int, Key]:
+    """``"203.0.113.7"``, ``"2001:db8::1"`` or ``"2001:db8:1:2::/64"`` (also /56, /48) -> (level, key):
+    level 0 is the address bucket itself (/32 or /64), 56 and 48 the IPv6 aggregates."""
     if "/" in text:
         net = ipaddress.ip_network(text, strict=False)
-        wanted = 32 if net.version == 4 else 64
-        if net.prefixlen != wanted:
-            raise ValueError(f"address override {text!r}: only IPv4 /32 or IPv6 /64 buckets are keyed")
+        allowed = (32,) if net.version == 4 else (64, *AGGREGATES)
+        if net.prefixlen not in allowed:
+            raise ValueError(f"address override {text!r}: only IPv4 /32 or IPv6 /64, /56, /48 buckets are keyed")
         ip = net.network_address
+        if net.version == 6 and net.prefixlen in AGGREGATES:
+            return net.prefixlen, (int(ip) >> 64) >> (64 - net.prefixlen)
     else:
         ip = ipaddress.ip_address(text)
-    return address_key(fold_mapped(ip))
+    return 0, address_key(fold_mapped(ip))
+
+
+def aggregate_key(key: Key, bits: int) -> int | None:
+    """The /56 or /48 of an IPv6 /64 address key (bit 128 tags IPv6 keys; see address_key)."""
+    if isinstance(key, int) and key >> 128 == 1:
+        return (key & _LOW64) >> (64 - bits)
+    return None
 
 
 class GcraRateLimiter:
@@ -80,6 +110,7 @@ class GcraRateLimiter:
         settings: GcraSettings | None = None,
         *,
         clock: Clock = monotonic_clock,
+        store: StateStore | None = None,
         address_store: TatStore | None = None,
         handshake_store: TatStore | None = None,
         trader_store: TatStore | None = None,
@@ -95,15 +126,25 @@ class GcraRateLimiter:
         self.trader_rate = s.trader.rate()
         self.sustained_rate = s.trader_sustained.rate()
 
+        self.agg_rates = {56: (s.address_56.rate(), s.handshakes_56.rate()),
+                          48: (s.address_48.rate(), s.handshakes_48.rate())}
+        self.aggregates = AGGREGATES if s.ipv6_aggregates else ()
+
         problems: list[str] = []
         self._addr_overrides: dict[Key, tuple[Rate, Rate]] = {}
+        self._agg_overrides: dict[int, dict[Key, tuple[Rate, Rate]]] = {bits: {} for bits in AGGREGATES}
         for text, ov in s.addresses.items():
             try:
-                key = _address_override_key(text)
+                level, key = _address_override_key(text)
             except ValueError as exc:
                 problems.append(str(exc))
                 continue
-            self._addr_overrides[key] = self._address_rates(ov)
+            if level:
+                d = self.agg_rates[level]
+                self._agg_overrides[level][key] = (ov.rate.rate() if ov.rate else d[0],
+                                                   ov.handshakes.rate() if ov.handshakes else d[1])
+            else:
+                self._addr_overrides[key] = self._address_rates(ov)
         if problems:
             raise ValueError("; ".join(problems))
         self._config_traders: dict[str, tuple[Rate, Rate]] = {
@@ -125,6 +166,24 @@ class GcraRateLimiter:
         self._l_hs = _Limit("address_handshakes", self._hs_store, "address_table_full")
         self._l_trader = _Limit("trader_rate", self._trader_store, "trader_table_full")
         self._l_sustained = _Limit("trader_sustained", self._sustained_store, "trader_table_full")
+        #: Per aggregate level: (every-RPC limit, handshake limit), each with its own table.
+        self._l_agg: dict[int, tuple[_Limit, _Limit]] = {}
+        for bits in AGGREGATES:
+            pair = []
+            for i, kind in enumerate(("address_rate", "address_handshakes")):
+                label = f"{kind}_{bits}"
+                table = MemoryTatStore(cap_a, self._agg_tolerance(bits, i), name=label)
+                pair.append(_Limit(label, table, "address_table_full"))
+            self._l_agg[bits] = (pair[0], pair[1])
+        self._full_labels = {lim.label: lim.full_label for lim in self._limits()}
+
+        # A persistent or shared store holds the cells; the in-process one is these tables.
+        self.store = store if store is not None and not isinstance(store, MemoryStateStore) else None
+        self._divided: dict[Rate, Rate] = {}
+        self.fallbacks = 0
+        self.policy_store = store
+        if store is not None:
+            store.subscribe(QUOTA_NAMESPACE, self._apply_quota_record)
 
         self.admitted = {"address": 0, "principal": 0}
         self.refused: dict[str, int] = dict.fromkeys(_REASONS, 0)
@@ -147,6 +206,13 @@ class GcraRateLimiter:
         overrides = {k: v[index].tolerance_ns for k, v in self._addr_overrides.items()}
         return lambda k: overrides.get(k, default)
 
+    def _agg_tolerance(self, bits: int, index: int):
+        default = self.agg_rates[bits][index].tolerance_ns
+        overrides = self._agg_overrides[bits]
+        if not overrides:
+            return default
+        return lambda k: overrides[k][index].tolerance_ns if k in overrides else default
+
     def _rates_for_trader(self, sub: str) -> tuple[Rate, Rate]:
         found = self._runtime_traders.get(sub) or self._config_traders.get(sub)
         return found or (self.trader_rate, self.sustained_rate)
@@ -157,10 +223,20 @@ class GcraRateLimiter:
         key = client.key
         rates = self._addr_overrides.get(key) if self._addr_overrides else None
         rate, hs_rate = rates or (self.address_rate, self.handshake_rate)
-        if head.rpc == "SignCertificateVerify":
-            await self._take(((self._l_addr, key, rate), (self._l_hs, key, hs_rate)))
-        else:
-            await self._take(((self._l_addr, key, rate),))
+        sign = head.rpc == "SignCertificateVerify"
+        checks: list[tuple[_Limit, Key, Rate]] = [(self._l_addr, key, rate)]
+        if sign:
+            checks.append((self._l_hs, key, hs_rate))
+        for bits in self.aggregates:
+            agg = aggregate_key(key, bits)
+            if agg is None:
+                break
+            l_rate, l_hs = self._l_agg[bits]
+            a_rate, a_hs = self._agg_overrides[bits].get(agg) or self.agg_rates[bits]
+            checks.append((l_rate, agg, a_rate))
+            if sign:
+                checks.append((l_hs, agg, a_hs))
+        await self._take(tuple(checks))
         self.admitted["address"] += 1
 
     async def check_principal(self, head: RequestHead, principal: Principal, client: ClientAddress) -> None:
@@ -173,6 +249,72 @@ class GcraRateLimiter:
 
     async def _take(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
         """Admit only if every limit admits; then consume one cell from each, or none."""
+        if self.store is not None:
+            cells = [Cell(f"rl:{limit.label}:{key}", rate.interval_ns, rate.tolerance_ns, limit.label)
+                     for limit, key, rate in checks]
+            try:
+                taken = await self.store.take(cells)
+            except StoreUnavailable as exc:
+                self._note_fallback(exc)
+                await self._take_local(tuple((lim, key, self._per_replica(rate)) for lim, key, rate in checks))
+                return
+            if taken.ok:
+                return
+            label = taken.label or checks[0][0].label
+            raise self._refuse(self._full_labels.get(label, "address_table_full") if taken.full else label,
+                               taken.wait_ns)
+        await self._take_local(checks)
+
+    def _per_replica(self, rate: Rate) -> Rate:
+        """The quota one replica may grant alone while the shared store is away: divided by replicas."""
+        n = self.store.replicas if self.store is not None else 1
+        if n <= 1:
+            return rate
+        got = self._divided.get(rate)
+        if got is None:
+            burst = max(1, rate.burst // n)
+            interval = rate.interval_ns * n
+            got = self._divided[rate] = Rate(interval, interval * (burst - 1), burst)
+        return got
+
+    def _note_fallback(self, exc: Exception) -> None:
+        self.fallbacks += 1
+        if self.fallbacks & (self.fallbacks - 1) == 0:  # powers of two: a line per outage, not per request
+            self.log.error("state store unavailable (%s): rate limits use this replica's own tables with quotas "
+                           "divided by %d (%d requests so far)", exc, self.store.replicas if self.store else 1,
+                           self.fallbacks)
+
+    async def _take_local(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
+        if all(type(limit.store) is MemoryTatStore for limit, _, _ in checks):
+            self._take_memory(checks)
+            return
+        await self._take_cas(checks)
+
+    def _take_memory(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
+        """The in-process tables: decide, make room, then write, without awaiting (so atomic on the
+        loop and without the compare-and-set round trips a shared store needs)."""
+        now = self.clock()
+        planned: list[tuple[dict[Key, int], Key, int]] = []
+        worst: tuple[int, str] | None = None
+        for limit, key, rate in checks:
+            table = limit.store.table  # type: ignore[attr-defined]
+            ok, value = check(table.get(key), now, rate)
+            if ok:
+                planned.append((table, key, value))
+            elif worst is None or value > worst[0]:
+                worst = (value, limit.label)
+        if worst is not None:
+            raise self._refuse(worst[1], worst[0])
+        for (table, key, _), (limit, _, _) in zip(planned, checks, strict=True):
+            if key not in table:
+                try:
+                    limit.store.ensure_room(now)  # type: ignore[attr-defined]
+                except StoreFull as full:
+                    raise self._refuse(limit.full_label, full.wait_ns) from None
+        for table, key, value in planned:
+            table[key] = value
+
+    async def _take_cas(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
         now = self.clock()
         for _ in range(MAX_CAS_ATTEMPTS):
             planned: list[tuple[_Limit, Key, Rate, int | None, int]] = []
@@ -252,8 +394,12 @@ class GcraRateLimiter:
             except Exception:  # a failed sweep must not kill the sweeper; the caps still hold
                 self.log.exception("rate limiter sweep failed")
 
+    def _limits(self) -> tuple[_Limit, ...]:
+        aggs = tuple(lim for pair in self._l_agg.values() for lim in pair)
+        return (self._l_addr, self._l_hs, self._l_trader, self._l_sustained, *aggs)
+
     def _stores(self) -> tuple[TatStore, ...]:
-        return (self._addr_store, self._hs_store, self._trader_store, self._sustained_store)
+        return tuple(lim.store for lim in self._limits())
 
     # --- runtime administration (called by the admin API) ------------------------------------
 
@@ -276,6 +422,52 @@ class GcraRateLimiter:
         new_sustained = _as_quota(sustained).rate() if sustained is not None else cur_sustained
         self._runtime_traders[sub] = (new_rate, new_sustained)
         return self.trader_quota(sub)
+
+    async def persist_trader_quota(
+        self,
+        sub: str,
+        *,
+        rate: Quota | Mapping[str, Any] | None = None,
+        sustained: Quota | Mapping[str, Any] | None = None,
+        actor: str,
+    ) -> dict[str, Any]:
+        """:meth:`set_trader_quota`, kept as a policy record (who, when) in the state store: it
+        survives a restart and reaches every replica. Validates first; ValueError writes nothing."""
+        effective = self._planned_quota(sub, rate, sustained)
+        value = {"rate": _quota_of(effective[0]), "sustained": _quota_of(effective[1])}
+        if self.policy_store is not None:
+            await self.policy_store.put_policy(QUOTA_NAMESPACE, sub, value, actor)  # applies via the subscription
+        else:
+            self._runtime_traders[sub] = effective
+        return self.trader_quota(sub)
+
+    async def persist_clear_trader_quota(self, sub: str, *, actor: str) -> bool:
+        """:meth:`clear_trader_quota`, as a policy record. Returns whether there was an override."""
+        had = sub in self._runtime_traders
+        if self.policy_store is not None and had:
+            await self.policy_store.put_policy(QUOTA_NAMESPACE, sub, None, actor)
+        self._runtime_traders.pop(sub, None)
+        return had
+
+    def _planned_quota(self, sub: str, rate: Any, sustained: Any) -> tuple[Rate, Rate]:
+        if not isinstance(sub, str) or not sub or len(sub) > 256:
+            raise ValueError("sub must be a non-empty string of at most 256 characters")
+        if sub not in self._runtime_traders and len(self._runtime_traders) >= MAX_RUNTIME_OVERRIDES:
+            raise ValueError("too many runtime trader overrides")
+        cur_rate, cur_sustained = self._rates_for_trader(sub)
+        return (_as_quota(rate).rate() if rate is not None else cur_rate,
+                _as_quota(sustained).rate() if sustained is not None else cur_sustained)
+
+    def _apply_quota_record(self, rec: PolicyRecord) -> None:
+        """A quota record from the store (this replica's change or another's)."""
+        if rec.value is None:
+            self._runtime_traders.pop(rec.key, None)
+            return
+        try:
+            v = rec.value
+            self._runtime_traders[rec.key] = (_as_quota(v["rate"]).rate(), _as_quota(v["sustained"]).rate())
+        except (KeyError, TypeError, ValueError) as exc:
+            self.log.error("ignoring an invalid quota record for a trader: %s", exc)
 
     def clear_trader_quota(self, sub: str) -> bool:
         """Drop the runtime override of ``sub`` (back to its config override or the default).
@@ -301,6 +493,7 @@ class GcraRateLimiter:
         return {
             "admitted": dict(self.admitted),
             "refused": dict(self.refused),
+            "store_fallbacks": self.fallbacks,
             "tables": tables,
             "quotas": {
                 "address_rate": _describe(self.address_rate),
@@ -327,6 +520,11 @@ def _as_quota(value: Quota | Mapping[str, Any]) -> Quota:
     return Quota(**value)
 
 
+def _quota_of(rate: Rate) -> dict[str, Any]:
+    """A Rate as a quota table that compiles back to the same Rate (count per interval)."""
+    return {"count": rate.burst, "period": rate.interval_ns * rate.burst / 1e9, "burst": rate.burst}
+
+
 def _describe(rate: Rate) -> dict[str, Any]:
     return {"per_second": round(rate.per_second, 6), "burst": rate.burst,
             "interval_s": rate.interval_ns / 1e9}
@@ -337,6 +535,6 @@ def build(settings: GcraSettings | None, ctx: Any) -> GcraRateLimiter:
     from swqos_core.errors import ConfigError
 
     try:
-        return GcraRateLimiter(settings, logger=getattr(ctx, "logger", None))
+        return GcraRateLimiter(settings, logger=getattr(ctx, "logger", None), store=getattr(ctx, "store", None))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -73,7 +73,15 @@ class GcraSettings:
     trader: Quota = field(default_factory=lambda: Quota(60, 60.0, 16))
     #: Long-window cap per verified trader, so one that stays just under ``trader`` all day is bounded.
     trader_sustained: Quota = field(default_factory=lambda: Quota(1200, 3600.0, 600))
-    #: Hard cap on tracked addresses (each of the two address tables holds at most this many).
+    #: IPv6 aggregates (issue 13): every RPC and handshakes per /56 and per /48, each its own quota,
+    #: so a /48 holder's 65,536 /64s share one quota instead of having 65,536 fresh ones.
+    address_56: Quota = field(default_factory=lambda: Quota(40, 1.0, 80))
+    address_48: Quota = field(default_factory=lambda: Quota(80, 1.0, 160))
+    handshakes_56: Quota = field(default_factory=lambda: Quota(16, 60.0, 16))
+    handshakes_48: Quota = field(default_factory=lambda: Quota(32, 60.0, 32))
+    #: Count IPv6 clients against their /56 and /48 as well as their /64.
+    ipv6_aggregates: bool = True
+    #: Hard cap on tracked addresses (each address table holds at most this many).
     max_tracked_addresses: int = 100_000
     #: Hard cap on tracked traders (each of the two trader tables holds at most this many).
     max_tracked_traders: int = 10_000
@@ -81,7 +89,7 @@ class GcraSettings:
     sweep_interval: float = 10.0
     #: Per-trader quotas by ``sub``.
     traders: dict[str, TraderOverride] = field(default_factory=dict)
-    #: Per-address quotas by IP address or IPv6 /64 (``"2001:db8:1:2::/64"``).
+    #: Per-address quotas by IP address or IPv6 /64, /56 or /48 (``"2001:db8:1:2::/64"``).
     addresses: dict[str, AddressOverride] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -105,6 +105,16 @@ class MemoryTatStore:
     async def sweep(self, now: int) -> int:
         return self._drop_expired(now)
 
+    # --- synchronous access for the limiter's in-process fast path (no await: atomic) -----
+    @property
+    def table(self) -> dict[Key, int]:
+        return self._tat
+
+    def ensure_room(self, now: int) -> None:
+        """Make room for one new key or raise :class:`StoreFull`; writes nothing."""
+        if len(self._tat) >= self.cap:
+            self._make_room(now)
+
     def is_limited(self, key: Key, now: int) -> bool:
         tat = self._tat.get(key)
         return tat is not None and tat - now > self._tolerance_of(key)

@@ -1,4 +1,4 @@
-"""Shared test helpers: a fake monotonic clock and request builders."""
+"""Shared test helpers: request builders (and the kit's FakeClock, re-exported)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,12 @@ import ipaddress
 
 from swqos_core.layers import ClientAddress, Principal, RequestHead
 from swqos_core.net import parse_ip, parse_peer
+from swqos_testing.clock import FakeClock
+
+__all__ = ["FakeClock"]
 
 MS = 1_000_000
 S = 1_000_000_000
-
-
-class FakeClock:
-    """Monotonic integer nanoseconds that only move when a test says so."""
-
-    def __init__(self, start: int = 10**15) -> None:
-        self.now = start
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ns: int) -> None:
-        self.now += ns
 
 
 SIGN = RequestHead(rpc="SignCertificateVerify", peer="ipv4:127.0.0.1:5000", metadata=())
@@ -41,6 +31,12 @@ def peer_client(peer: str) -> ClientAddress:
 def v6_net(i: int) -> ClientAddress:
     """A client in the i-th distinct IPv6 /64 of 2001:db8::/32 (host part varies too)."""
     ip = ipaddress.IPv6Address((0x20010DB8 << 96) | (i << 64) | (i * 7919 + 1))
+    return ClientAddress(ip, "peer", "")
+
+
+def v6_48(i: int) -> ClientAddress:
+    """A client in the i-th distinct IPv6 /48 of 2001::/16: its /64, /56 and /48 are all fresh."""
+    ip = ipaddress.IPv6Address((0x2001 << 112) | (i << 80) | (i * 7919 + 1))
     return ClientAddress(ip, "peer", "")
 
 

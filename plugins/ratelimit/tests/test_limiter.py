@@ -229,7 +229,7 @@ async def test_address_override_by_ip_and_by_64():
         None, None, "address_handshakes"]
 
 
-@pytest.mark.parametrize("bad", ["not-an-ip", "2001:db8::/48", "192.0.2.0/24"])
+@pytest.mark.parametrize("bad", ["not-an-ip", "2001:db8::/40", "192.0.2.0/24"])
 def test_bad_address_override_is_a_config_error(bad):
     s = settings(addresses={bad: {"handshakes": {"count": 1}}})
     with pytest.raises(ConfigError):
@@ -419,10 +419,14 @@ def test_dev_settings_are_valid_and_loose():
 
 def test_settings_errors_are_collected():
     problems: list[str] = []
-    build_settings(GcraSettings, {"handshakes": {"count": 8, "burst": 0}, "max_tracked_addresses": 0,
+    build_settings(GcraSettings, {"handshakes": {"count": 8, "burst": 0}, "handshakes_48": {"count": 0},
                                   "typo": 1}, where="gcra", base_dir=Path("."), problems=problems)
     assert len(problems) == 3
     assert any("typo" in p for p in problems)
+    assert any("handshakes_48" in p for p in problems) and any("gcra.handshakes:" in p for p in problems)
+    problems = []
+    build_settings(GcraSettings, {"max_tracked_addresses": 0}, where="gcra", base_dir=Path("."), problems=problems)
+    assert len(problems) == 1 and "max_tracked_addresses" in problems[0]
 
 
 async def test_head_is_only_read_for_the_rpc_name():

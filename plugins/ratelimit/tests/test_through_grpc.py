@@ -27,7 +27,8 @@ def proxy_config(gcra: dict) -> dict:
         "swqos": {"plugins": ["auth_jwt", "ratelimit", "cdn_cloudflare"]},
         "pipeline": {"client_ip": ["cloudflare"], "rate_limit": ["gcra"]},
         "layers": {
-            "client_ip": {"cloudflare": {"extra_trusted_ranges": ["127.0.0.0/8", "::1/128"]}},
+            # staging-style: a loopback edge naming documentation-range clients
+            "client_ip": {"cloudflare": {"extra_trusted_ranges": ["127.0.0.0/8", "::1/128"], "allow_non_global": True}},
             "rate_limit": {"gcra": table},
         },
     }

@@ -1,0 +1,1 @@
+"""swqos-state: persistent and shared state stores (sqlite, redis) and ``swqos state``."""
