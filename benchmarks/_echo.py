@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import grpc
@@ -31,6 +32,7 @@ async def main(crt: str, key: str, portfile: str) -> None:
     creds = grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(crt).read_bytes())])
     port = server.add_secure_port("127.0.0.1:0", creds)
     await server.start()
+    Path(f"{portfile}.tid").write_text(str(threading.get_native_id()))
     Path(portfile).write_text(str(port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

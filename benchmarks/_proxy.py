@@ -1,7 +1,10 @@
-"""The real host-proxy in its own process, plus a Decision observer that aggregates per-stage times.
+"""The real host-proxy in its own process, optionally with a Decision observer timing each stage.
 
-Run: python -m benchmarks._proxy CONFIG PORTFILE STATSFILE. On SIGUSR1 it writes the stage
-statistics gathered since the last SIGUSR1 to STATSFILE (JSON) and starts over.
+Run: python -m benchmarks._proxy CONFIG PORTFILE STATSFILE [--observe]. Without ``--observe`` the
+proxy runs exactly as ``swqos serve`` would (only the configured plugins observe decisions): the
+timed scenarios use that. With it, a harness observer keeps per-stage samples; on SIGUSR1 it writes
+the statistics gathered since the last SIGUSR1 to STATSFILE (JSON) and starts over. The event
+loop's thread id goes to ``PORTFILE.tid`` (the harness reads that thread's CPU time).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import json
 import signal
 import sys
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -54,10 +58,11 @@ class StageStats:
         return out
 
 
-async def main(cfg_path: str, portfile: str, statsfile: str) -> None:
+async def main(cfg_path: str, portfile: str, statsfile: str, observe: bool = False) -> None:
     proxy = await start_proxy(config.load(Path(cfg_path), process="proxy"))
     stats = StageStats()
-    proxy.pipeline.observers.append(stats.observe)
+    if observe:
+        proxy.pipeline.observers.append(stats.observe)
     loop = asyncio.get_running_loop()
 
     def dump() -> None:
@@ -73,10 +78,11 @@ async def main(cfg_path: str, portfile: str, statsfile: str) -> None:
         if proxy.state.serving:
             break
         await asyncio.sleep(0.02)
+    Path(f"{portfile}.tid").write_text(str(threading.get_native_id()))
     Path(portfile).write_text(str(proxy.port))
     await stop.wait()
     await proxy.stop(None)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:4], observe="--observe" in sys.argv[4:]))

@@ -1,6 +1,6 @@
 """Hostile scenario: an Argon2 flood against a known API-token id next to a well-behaved JWT trader.
 
-``python benchmarks/hostile_argon2.py [--flood-seconds 10] [--flood-rate 200] [--set KEY=JSON ...]``
+``python -m benchmarks.hostile_argon2 [--flood-seconds 10] [--flood-rate 200] [--set KEY=JSON ...]``
 
 Loopback only, bounded in time (a hard limit of about flood + 60 s). A dev stack in a temporary
 directory: the enclave and the host-proxy (``benchmarks._proxy``) each in their own process, the
@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script: make ``benchmarks`` importable
-    sys.path.insert(0, str(REPO))
 
 import swqos_core  # noqa: E402, F401 (before grpc: it sets the TLS 1.3 cipher suites grpc reads once)
 

@@ -85,8 +85,16 @@ class ProxySettings:
     memory_trim_interval_s: float = 10.0
     #: glibc malloc arenas (fewer arenas: less memory kept after a flood; 0 leaves glibc's default).
     malloc_arenas: int = 2
+    #: Host-proxy processes sharing ``listen`` under one ``swqos serve`` supervisor (SO_REUSEPORT
+    #: among its workers only); more than 1 needs a shared ``[pipeline] store`` and a fixed port.
+    workers: int = 1
+    #: With ``workers`` > 1: services (of ``[pipeline] services``) run in worker 0 only, like an
+    #: admin listener (one address, one process); every other service runs in every worker.
+    first_worker_services: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.workers <= 256:
+            raise ValueError("workers must be between 1 and 256")
         if not 0 <= self.memory_trim_interval_s <= 3600 or not 0 <= self.malloc_arenas <= 64:
             raise ValueError("memory_trim_interval_s must be in [0, 3600] and malloc_arenas in [0, 64]")
         if not 100 <= self.tls_handshake_timeout_ms <= 60_000:
@@ -231,8 +239,11 @@ def parse(data: dict[str, Any], *, process: Process | None = None, path: Path | 
     core = schema.build(CoreSettings, data.get("swqos", {}), where="[swqos]", base_dir=base_dir, problems=problems)
     if section not in data:
         problems.append(f"{where}: missing section [{section}]")
+    before = len(problems)
     settings = schema.build(settings_cls, data.get(section, {}), where=f"[{section}]", base_dir=base_dir, problems=problems)
     pipeline = schema.build(pipeline_cls, data.get("pipeline", {}), where="[pipeline]", base_dir=base_dir, problems=problems)
+    if process == "proxy" and len(problems) == before:  # both sections are valid on their own
+        problems += _worker_problems(settings, pipeline)
     layers = data.get("layers", {})
     if not isinstance(layers, dict) or not all(
         isinstance(v, dict) and all(isinstance(t, dict) for t in v.values()) for v in layers.values()
@@ -242,6 +253,18 @@ def parse(data: dict[str, Any], *, process: Process | None = None, path: Path | 
     if problems and not collect:
         raise ConfigError(problems)
     return AppConfig(process, path, base_dir, core, settings, pipeline, layers)
+
+
+def _worker_problems(settings: ProxySettings, pipeline: ProxyPipeline) -> list[str]:
+    out = [f"[proxy] first_worker_services: {name!r} is not in [pipeline] services"
+           for name in settings.first_worker_services if name not in pipeline.services]
+    if settings.workers > 1:
+        if pipeline.store == "memory":  # each worker would keep its own limits, bans and admin changes
+            out.append(f"[proxy] workers = {settings.workers} needs a shared state store: set [pipeline] store "
+                       "to \"sqlite\" or \"redis\" (swqos-state); the memory store is per process")
+        if settings.listen.rsplit(":", 1)[-1] == "0":
+            out.append("[proxy] workers > 1 needs a fixed port in [proxy] listen, not port 0")
+    return out
 
 
 def load(path: str | Path, *, process: Process | None = None, problems: list[str] | None = None) -> AppConfig:

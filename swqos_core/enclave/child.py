@@ -22,14 +22,15 @@ _PR_SET_PDEATHSIG = 1
 PARENT_ENV = "SWQOS_ENCLAVE_PARENT_PID"
 
 
-def die_with_parent() -> None:
-    """In the enclave child: get SIGTERM when the parent dies, and exit now if it already has.
+def die_with_parent(env: str = PARENT_ENV, who: str = "swqos enclave") -> None:
+    """In the enclave child (or a host-proxy worker, ``env`` naming its variable): get SIGTERM
+    when the parent whose pid ``env`` holds dies, and exit now if it already has.
 
     Done by the child itself at startup rather than in a ``preexec_fn``: that would make
     subprocess fork (instead of spawn) a parent that runs grpc threads, and grpc's fork handlers
     can abort the child before it execs.
     """
-    parent = os.environ.pop(PARENT_ENV, None)
+    parent = os.environ.pop(env, None)
     if parent is None or not sys.platform.startswith("linux"):
         return
     try:
@@ -37,7 +38,7 @@ def die_with_parent() -> None:
     except (OSError, AttributeError):  # the parent's normal shutdown still stops it
         return
     if os.getppid() != int(parent):  # the parent died before prctl took effect
-        raise SystemExit("swqos enclave: the parent process is gone; not starting")
+        raise SystemExit(f"{who}: the parent process is gone; not starting")
 
 
 def start_enclave_process(config_path: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:

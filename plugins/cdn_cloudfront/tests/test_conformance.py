@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from cloudfront_helpers import ip_ranges
+from .cloudfront_helpers import ip_ranges
 
 from swqos_cdn_cloudfront.resolver import CloudFrontResolver, CloudFrontSettings
 from swqos_core.layers import BuildContext

@@ -3,7 +3,7 @@
 import ipaddress
 
 import pytest
-from cloudfront_helpers import ip_ranges
+from .cloudfront_helpers import ip_ranges
 
 from swqos_cdn import RangeError, load_snapshot, render_aws_sg, render_nftables, render_terraform, run_cdn_command
 from swqos_cdn_cloudfront.ranges import PREFIX_LISTS, PROVIDER, parse_ip_ranges, shipped
