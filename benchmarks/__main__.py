@@ -1,9 +1,15 @@
-"""``python -m benchmarks [--quick] [--dry-run]``: one run, every scenario, side by side.
+"""``python -m benchmarks [--quick] [--dry-run] [--only NAME ...]``: one run, every scenario, side by side.
 
-(a) bare grpcio aio echo over the same TLS 1.3; (b) the full stack with a cached token;
-(c) the full stack with a new token per request; (b½) the full stack paced at half of (b)'s peak;
-the flood (one address at 10x its quota next to a well-behaved trader); per-stage costs; the QUIC
-handshake through the remote signer. Results: benchmarks/results/latest.json and latest.md.
+Targets, each its own process on loopback: (a) a bare grpcio aio echo over the same TLS 1.3;
+(b) the deployed configuration (``deploy/proxy.toml``'s plugins and services, audit log and metrics
+on, minus the CDN); (b-) the same without the swqos-ops services (what audit and metrics cost).
+Scenarios: ``throughput`` (closed loop, interleaved rounds, server CPU per request), ``paced``
+(open loop at 400/s and at half of (b)'s peak: what the proxy adds at p50 and p99), ``cold`` (a new
+JWT per request), ``stages`` (per-stage times, with the harness's observer, untimed otherwise),
+``quic`` (handshakes through the remote signer, warm and after idle), ``flood`` (one address at 10x
+its quota), ``hostile_argon2``, ``hostile_connections``, ``stores`` (the standalone scripts, run as
+they run alone) and ``micro``. Results: benchmarks/results/latest.json and latest.md (``--quick``:
+quick.json and quick.md). docs/performance.md explains the method.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import multiprocessing
 import os
 import platform
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,14 +30,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _load, _report, _stages
+from benchmarks import _configs, _load, _procs, _report, _rounds, _stages
 from swqos_auth_jwt.issuer import DEV_ISSUER, DEV_KID
 from swqos_core.identity import from_base58
 from swqos_dev import devstack
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _procs.REPO
 RESULTS = Path(__file__).resolve().parent / "results"
-HIGH = {"count": 100_000_000, "period": 1.0, "burst": 100_000_000}
+
+# Kept for the standalone scripts that import them from here.
+_spawn, _stop, _wait_port, _stats = _procs.spawn, _procs.stop, _procs.wait_port, _procs.stats
 
 # Flood scenario quotas: per address 50/s (burst 50), handshakes per address 50/s, per trader 50/s.
 FLOOD_QUOTA = 50
@@ -39,95 +47,29 @@ FLOOD_GOOD_RATE = 20  # the well-behaved trader's normal rate, well inside its q
 FLOODER_IP = "203.0.113.66"
 GOOD_IP = "198.51.100.7"
 
+SCENARIOS = ("throughput", "paced", "cold", "stages", "quic", "flood", "hostile_argon2", "hostile_connections",
+             "stores", "micro")
+THROUGHPUT_TARGETS = ("echo", "deployed", "no_ops")
+
 
 def plan(quick: bool) -> dict[str, Any]:
-    d = 2.0 if quick else 12.0
     return {
         "workers": 2,
         "concurrency": 16 if quick else 32,
-        "duration_s": d,
-        "half_peak_duration_s": 2.0 if quick else 8.0,
-        "flood_duration_s": 2.0 if quick else 12.0,
-        "quic_handshakes": 5 if quick else 40,
-        "warmup_s": 0.3 if quick else 1.0,
+        "rounds": 2 if quick else 5,
+        "round_s": 1.0 if quick else 4.0,
+        "warmup_s": 0.3 if quick else 0.5,
+        "paced_rounds": 2 if quick else 5,
+        "paced_s": 1.0 if quick else 3.0,
+        "fixed_rate": 400,
+        "cold_s": 1.0 if quick else 4.0,
+        "stages_s": 1.0 if quick else 3.0,
+        "flood_duration_s": 2.0 if quick else 8.0,
+        "quic_handshakes": 10 if quick else 200,
+        "quic_idle_s": 0.2,
+        "argon2_flood_s": 2.0 if quick else 10.0,
+        "script_timeout_s": 300 if quick else 900,
     }
-
-
-def proxy_configs(dev: devstack.DevDir) -> tuple[dict, dict]:
-    base = devstack.proxy_config(dev, "127.0.0.1:0")
-    full = json.loads(json.dumps(base))
-    full["swqos"]["plugins"] = ["auth_jwt", "ratelimit"]
-    full["pipeline"]["rate_limit"] = ["gcra"]
-    full.setdefault("layers", {})["rate_limit"] = {"gcra": {
-        "address": HIGH, "handshakes": HIGH, "trader": HIGH, "trader_sustained": HIGH}}
-    q = {"count": FLOOD_QUOTA, "period": 1.0, "burst": FLOOD_QUOTA}
-    flood = json.loads(json.dumps(full))
-    flood["swqos"]["plugins"] = ["auth_jwt", "ratelimit", "cdn_cloudflare"]
-    flood["pipeline"]["client_ip"] = ["cloudflare"]
-    flood["layers"]["client_ip"] = {"cloudflare": {"extra_trusted_ranges": ["127.0.0.0/8"], "allow_non_global": True}}
-    flood["layers"]["rate_limit"]["gcra"] = {"address": q, "handshakes": q, "trader": q, "trader_sustained": HIGH}
-    return full, flood
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _spawn(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=_env(),
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-
-
-def _wait_port(portfile: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if portfile.exists() and portfile.read_text().strip():
-            return int(portfile.read_text())
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}; see its log")
-        time.sleep(0.05)
-    raise RuntimeError(f"{proc.args} did not start")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _stats(proc: subprocess.Popen[bytes], statsfile: Path) -> dict[str, Any]:
-    statsfile.unlink(missing_ok=True)
-    proc.send_signal(signal.SIGUSR1)
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        if statsfile.exists():
-            try:
-                return json.loads(statsfile.read_text())
-            except json.JSONDecodeError:
-                pass
-        time.sleep(0.05)
-    return {}
-
-
-def run_jobs(pool, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return pool.map(_load.run_job, jobs)
-
-
-def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
-    lat: list[float] = []
-    codes: dict[str, int] = {}
-    for r in results:
-        lat.extend(r["lat"])
-        for k, v in r["codes"].items():
-            codes[k] = codes.get(k, 0) + v
-    elapsed = max(r["elapsed"] for r in results)
-    return _report.summarize(lat, codes, elapsed)
 
 
 def machine() -> dict[str, Any]:
@@ -140,145 +82,382 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for dist in ("grpcio", "aioquic", "cryptography", "PyJWT", "PyNaCl"):
+    for dist in ("grpcio", "aioquic", "cryptography", "PyJWT", "PyNaCl", "prometheus_client"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
     return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "versions": versions}
+            "python": platform.python_version(), "versions": versions, "loadavg_at_start": load}
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    lat: list[float] = []
+    codes: dict[str, int] = {}
+    for r in results:
+        lat.extend(r["lat"])
+        for k, v in r["codes"].items():
+            codes[k] = codes.get(k, 0) + v
+    elapsed = max(r["elapsed"] for r in results)
+    return _report.summarize(lat, codes, elapsed) | {"_lat": lat}
+
+
+class Target:
+    """One server process under test, with the (pid, tid) pairs whose CPU is measured."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], portfile: Path, enclave_pid: int | None) -> None:
+        self.name, self.proc = name, proc
+        self.addr = f"127.0.0.1:{_procs.wait_port(portfile, proc)}"
+        tid = _procs.loop_tid(portfile, proc.pid)
+        meters: dict[str, tuple[int, int | None]] = {"loop": (proc.pid, tid), "process": (proc.pid, None)}
+        if enclave_pid is not None:
+            meters["enclave"] = (enclave_pid, None)
+        self.meter = _procs.CpuMeter(**meters)
+
+
+class Bench:
+    def __init__(self, p: dict[str, Any], dev: devstack.DevDir, tmp: Path, paths: dict[str, Path],
+                 args: argparse.Namespace) -> None:
+        self.p, self.dev, self.tmp, self.paths, self.args = p, dev, tmp, paths, args
+        self.started = time.time()
+        self.ca = dev.ca.read_bytes()
+        self.token = devstack.mint_dev_token(dev, "bench-trader", ttl=900)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.targets: dict[str, Target] = {}
+        self.enclave: subprocess.Popen[bytes] | None = None
+
+    def say(self, msg: str) -> None:
+        print(f"[{time.time() - self.started:6.1f}s] {msg}", flush=True)
+
+    def job(self, target: str, **kw: Any) -> dict[str, Any]:
+        j = {"target": target, "ca_pem": self.ca, "mode": "closed", "concurrency": self.p["concurrency"],
+             "duration": self.p["round_s"], "warmup": 0.0, "token": self.token}
+        j.update(kw)
+        return j
+
+    # --- processes -------------------------------------------------------------------------
+    def start_enclave(self) -> None:
+        from swqos_core.enclave.child import start_enclave_process
+
+        self.enclave = start_enclave_process(self.dev.enclave_config, self.tmp / "enclave.log")
+        self.procs.append(self.enclave)
+        end = time.monotonic() + 20
+        while not self.dev.socket.exists() and time.monotonic() < end:
+            time.sleep(0.05)
+
+    def start(self, name: str, *, observe: bool = False) -> Target:
+        portfile = self.tmp / f"{name}.port"
+        if name == "echo":
+            proc = _procs.spawn("benchmarks._echo", str(self.dev.tls_cert), str(self.dev.tls_key), str(portfile),
+                                log=self.tmp / "echo.log")
+        else:
+            cfg = self.paths["deployed" if name == "stages" else name]
+            proc = _procs.spawn("benchmarks._proxy", str(cfg), str(portfile), str(self.tmp / f"{name}.stats.json"),
+                                *(["--observe"] if observe else []), log=self.tmp / f"proxy-{name}.log")
+        self.procs.append(proc)
+        assert self.enclave is not None
+        t = Target(name, proc, portfile, None if name == "echo" else self.enclave.pid)
+        self.targets[name] = t
+        return t
+
+    def stop(self, name: str) -> None:
+        t = self.targets.pop(name, None)
+        if t is not None:
+            _procs.stop(t.proc)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            _procs.stop(proc)
+
+    # --- one measured run ------------------------------------------------------------------
+    def measure(self, pool, t: Target, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Run ``jobs`` (one per load process) against ``t``; the result carries the server CPU per request."""
+        warm = [{k: v for k, v in j.items() if k not in ("cold", "cold_count")}
+                | {"duration": self.p["warmup_s"], "mode": "closed", "concurrency": 4} for j in jobs]
+        pool.map(_load.run_job, warm)  # connections, TLS, the token cache, then measure a fresh run
+        t.meter.start()
+        res = merge(pool.map(_load.run_job, jobs))
+        cpu = t.meter.stop()
+        n = max(res["requests"], 1)
+        res["cpu_us_per_request"] = {k: round(v / n * 1e6, 1) for k, v in cpu.items()}
+        return res
+
+
+def _strip(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in r.items() if not k.startswith("_")}
+
+
+def throughput(b: Bench, pool) -> dict[str, Any]:
+    p = b.p
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for i, order in enumerate(_rounds.orders(THROUGHPUT_TARGETS, p["rounds"])):
+        got: dict[str, dict[str, Any]] = {}
+        for name in order:
+            got[name] = _strip(b.measure(pool, b.targets[name], [b.job(b.targets[name].addr)] * p["workers"]))
+            s = got[name]
+            b.say(f"  round {i + 1} {name:9} {s['throughput_rps']:8.0f} req/s  failed "
+                  f"{s['requests'] - s['ok']}  CPU/req {s['cpu_us_per_request']}"
+                  + ("" if s["requests"] == s["ok"] else f"  codes {s['codes']}"))
+        rounds.append(got)
+    out: dict[str, Any] = {"order": THROUGHPUT_TARGETS, "rounds": rounds, "summary": {}}
+    for name in THROUGHPUT_TARGETS:
+        rs = [r[name] for r in rounds]
+        out["summary"][name] = {
+            "throughput_rps": _rounds.spread([r["throughput_rps"] for r in rs], 1),
+            "failed": sum(r["requests"] - r["ok"] for r in rs),
+            "p50_ms": _rounds.spread([r["p50_ms"] for r in rs]),
+            "p99_ms": _rounds.spread([r["p99_ms"] for r in rs]),
+            "cpu_us_per_request": {k: _rounds.spread([r["cpu_us_per_request"][k] for r in rs], 1)
+                                   for k in rs[0]["cpu_us_per_request"]},
+        }
+    flat = [{k: {"rps": v["throughput_rps"], **v["cpu_us_per_request"]} for k, v in r.items()} for r in rounds]
+    out["ratio_deployed_over_echo"] = _rounds.spread(_rounds.paired(flat, "echo", "deployed", "rps", _rounds.ratio))
+    out["ratio_no_ops_over_echo"] = _rounds.spread(_rounds.paired(flat, "echo", "no_ops", "rps", _rounds.ratio))
+    out["ops_loop_us_per_request"] = _rounds.spread(
+        _rounds.paired(flat, "no_ops", "deployed", "loop", _rounds.diff), 1)
+    out["ops_process_us_per_request"] = _rounds.spread(
+        _rounds.paired(flat, "no_ops", "deployed", "process", _rounds.diff), 1)
+    return out
+
+
+def paced(b: Bench, pool, peak: float) -> dict[str, Any]:
+    p = b.p
+    out: dict[str, Any] = {}
+    half = round(peak / 2)
+    for label, rate, targets in (("fixed_400", p["fixed_rate"], ("echo", "deployed", "no_ops")),
+                                 ("half_peak", half, ("echo", "deployed"))):
+        rounds: list[dict[str, dict[str, Any]]] = []
+        pooled: dict[str, list[float]] = {n: [] for n in targets}
+        for i, order in enumerate(_rounds.orders(targets, p["paced_rounds"])):
+            got = {}
+            for name in order:
+                t = b.targets[name]
+                r = b.measure(pool, t, [b.job(t.addr, mode="rate", rate=rate / p["workers"], duration=p["paced_s"])]
+                              * p["workers"])
+                pooled[name] += r["_lat"]
+                got[name] = _strip(r)
+                b.say(f"  {label} ({rate}/s) round {i + 1} {name:9} p50 {r['p50_ms']} p99 {r['p99_ms']} ms "
+                      f"failed {r['requests'] - r['ok']}  CPU/req {r['cpu_us_per_request']}"
+                      + ("" if r["requests"] == r["ok"] else f"  codes {r['codes']}"))
+            rounds.append(got)
+        flat = [{k: {"p50": v["p50_ms"], "p99": v["p99_ms"], **v["cpu_us_per_request"]} for k, v in r.items()}
+                for r in rounds]
+        summary = {}
+        for name in targets:
+            lat = sorted(pooled[name])
+            summary[name] = {
+                "p50_ms": _rounds.spread([r[name]["p50_ms"] for r in rounds]),
+                "p99_ms": _rounds.spread([r[name]["p99_ms"] for r in rounds]),
+                "pooled_p50_ms": round(_report.pct(lat, 0.5) * 1e3, 3) if lat else None,
+                "pooled_p99_ms": round(_report.pct(lat, 0.99) * 1e3, 3) if lat else None,
+                "failed": sum(r[name]["requests"] - r[name]["ok"] for r in rounds),
+                "samples": len(lat),
+                "cpu_us_per_request": {k: _rounds.spread([r[name]["cpu_us_per_request"][k] for r in rounds], 1)
+                                       for k in rounds[0][name]["cpu_us_per_request"]},
+            }
+        entry: dict[str, Any] = {"rate_rps": rate, "rounds": rounds, "summary": summary,
+                                 "added_p50_ms": _rounds.spread(_rounds.paired(flat, "echo", "deployed", "p50",
+                                                                                _rounds.diff)),
+                                 "added_p99_ms": _rounds.spread(_rounds.paired(flat, "echo", "deployed", "p99",
+                                                                                _rounds.diff))}
+        if summary["deployed"]["pooled_p50_ms"] is not None and summary["echo"]["pooled_p50_ms"] is not None:
+            entry["added_pooled_p50_ms"] = round(summary["deployed"]["pooled_p50_ms"]
+                                                 - summary["echo"]["pooled_p50_ms"], 3)
+            entry["added_pooled_p99_ms"] = round(summary["deployed"]["pooled_p99_ms"]
+                                                 - summary["echo"]["pooled_p99_ms"], 3)
+        if "no_ops" in targets:
+            entry["ops_loop_us_per_request"] = _rounds.spread(
+                _rounds.paired(flat, "no_ops", "deployed", "loop", _rounds.diff), 1)
+        out[label] = entry
+    return out
+
+
+def cold(b: Bench, pool, peak: float) -> dict[str, Any]:
+    p = b.p
+    spec = {"issuer_key_pem": b.dev.issuer_key.read_bytes(), "iss": DEV_ISSUER, "aud": b.dev.audience(),
+            "kid": DEV_KID, "sub": "bench-cold"}
+    per_worker = int(peak / p["workers"] * (p["cold_s"] + p["warmup_s"]) * 1.2) + 200
+    b.say(f"(c) deployed, new JWT per request (minting {per_worker} tokens per load process first)")
+    t = b.targets["deployed"]
+    return _strip(b.measure(pool, t, [b.job(t.addr, duration=p["cold_s"], cold=spec, cold_count=per_worker)]
+                            * p["workers"]))
+
+
+def stages(b: Bench, pool) -> dict[str, Any]:
+    b.say("per-stage times (deployed + the harness's stage observer; not a timed comparison)")
+    t = b.start("stages", observe=True)
+    _procs.stats(t.proc, b.tmp / "stages.stats.json")  # reset
+    res = _strip(b.measure(pool, t, [b.job(t.addr, duration=b.p["stages_s"])] * b.p["workers"]))
+    res["proxy_stages"] = _procs.stats(t.proc, b.tmp / "stages.stats.json")
+    b.stop("stages")
+    return res
+
+
+def flood(b: Bench, pool) -> dict[str, Any]:
+    p = b.p
+    t = b.start("flood")
+    flood_token = devstack.mint_dev_token(b.dev, "bench-flooder", ttl=900)
+    rate = FLOOD_QUOTA * 10
+    b.say(f"flood: {FLOODER_IP} at {rate}/s (10x its {FLOOD_QUOTA}/s quota) next to a trader at {FLOOD_GOOD_RATE}/s")
+    jobs = [
+        b.job(t.addr, mode="rate", rate=rate, duration=p["flood_duration_s"], token=flood_token,
+              metadata=[("cf-connecting-ip", FLOODER_IP)], warmup=0.3),
+        b.job(t.addr, mode="rate", rate=FLOOD_GOOD_RATE, duration=p["flood_duration_s"],
+              metadata=[("cf-connecting-ip", GOOD_IP)], warmup=0.3),
+    ]
+    flooder, good = pool.map(_load.run_job, jobs)
+    b.stop("flood")
+    return {"quota_per_address_rps": FLOOD_QUOTA,
+            "flooder": _strip(merge([flooder])) | {"offered_rps": rate},
+            "well_behaved": _strip(merge([good])) | {"offered_rps": FLOOD_GOOD_RATE}}
+
+
+def scrape(b: Bench) -> dict[str, Any]:
+    """Proof that (b) ran with metrics and the audit log on: its /metrics and its audit file."""
+    import httpx
+
+    out: dict[str, Any] = {}
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(b.tmp / "admin.sock")), timeout=5) as c:
+            text = c.get("http://admin/metrics").text
+        for line in text.splitlines():
+            if line.startswith(("swqos_requests_total", "swqos_audit_lines_total", "swqos_audit_dropped_total",
+                                "swqos_signatures_returned_total")):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+    except (httpx.HTTPError, OSError) as exc:
+        out["error"] = str(exc)
+    audit = b.tmp / "audit.jsonl"
+    out["audit_file_lines"] = sum(1 for _ in audit.open()) if audit.exists() else 0
+    return out
+
+
+def script(b: Bench, name: str, argv: list[str], *, result_file: Path | None = None) -> dict[str, Any]:
+    """A standalone benchmark script, run exactly as it runs alone; its JSON result."""
+    b.say(f"{name}: {' '.join(argv)}")
+    t0 = time.time()
+    try:
+        proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=_procs.env(), capture_output=True, text=True,
+                              timeout=b.p["script_timeout_s"])
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {b.p['script_timeout_s']} s"}
+    out: dict[str, Any] = {"command": "python " + " ".join(argv), "wall_s": round(time.time() - t0, 1),
+                           "exit_code": proc.returncode}
+    try:
+        if result_file is not None:
+            out["result"] = json.loads(result_file.read_text())
+        else:
+            out["result"] = json.loads(proc.stdout[proc.stdout.index("{"):])
+    except (ValueError, OSError) as exc:
+        out["error"] = f"no JSON result ({exc}); stderr tail: {proc.stderr[-600:]}"
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short smoke run (~30 s)")
+    ap.add_argument("--quick", action="store_true", help="short smoke run (two rounds, short runs)")
     ap.add_argument("--dry-run", action="store_true", help="build the configs and print the plan; start nothing")
+    ap.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where latest.json / latest.md go")
     args = ap.parse_args(argv)
     p = plan(args.quick)
+    selected = tuple(args.only or SCENARIOS)
 
-    with tempfile.TemporaryDirectory(prefix="swqos-bench-") as tmp:
-        tmpdir = Path(tmp)
-        dev = devstack.prepare(tmpdir / "dev")
-        full, flood = proxy_configs(dev)
-        cfg_full, cfg_flood = tmpdir / "proxy-full.toml", tmpdir / "proxy-flood.toml"
-        devstack.write_toml(cfg_full, full)
-        devstack.write_toml(cfg_flood, flood)
+    with tempfile.TemporaryDirectory(prefix="swqos-bench-") as td:
+        tmp = Path(td)
+        dev = devstack.prepare(tmp / "dev")
+        paths = _configs.write_all(dev, tmp, FLOOD_QUOTA)
         if args.dry_run:
             from swqos_core import config
 
-            for path in (cfg_full, cfg_flood):
+            for path in paths.values():
                 config.load(path, process="proxy")  # validates every key and plugin name
-            print(json.dumps({"plan": p, "configs": ["full", "flood"], "machine": machine()}, indent=2))
+            print(json.dumps({"plan": p, "configs": sorted(paths), "scenarios": list(selected),
+                              "machine": machine()}, indent=2))
             return 0
-        return run(p, dev, tmpdir, cfg_full, cfg_flood, args)
+        return run(p, dev, tmp, paths, args, selected)
 
 
-def run(p: dict[str, Any], dev: devstack.DevDir, tmpdir: Path, cfg_full: Path, cfg_flood: Path,
-        args: argparse.Namespace) -> int:
-    from swqos_core.enclave.child import start_enclave_process
-
-    started = time.time()
-    ca = dev.ca.read_bytes()
-    identity = from_base58(dev.identity_b58())
+def run(p: dict[str, Any], dev: devstack.DevDir, tmp: Path, paths: dict[str, Path], args: argparse.Namespace,
+        selected: tuple[str, ...]) -> int:
+    b = Bench(p, dev, tmp, paths, args)
     results: dict[str, Any] = {"started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                               "quick": args.quick, "plan": p, "machine": machine()}
-    procs: list[subprocess.Popen[bytes]] = []
+                               "quick": args.quick, "plan": p, "machine": machine(), "scenarios": list(selected)}
     ctx = multiprocessing.get_context("spawn")
-    token = devstack.mint_dev_token(dev, "bench-trader", ttl=900)
-    cold_spec = {"issuer_key_pem": dev.issuer_key.read_bytes(), "iss": DEV_ISSUER, "aud": dev.audience(),
-                 "kid": DEV_KID, "sub": "bench-cold"}
-
-    def job(target: str, **kw: Any) -> dict[str, Any]:
-        j = {"target": target, "ca_pem": ca, "mode": "closed", "concurrency": p["concurrency"],
-             "duration": p["duration_s"], "warmup": p["warmup_s"], "token": token}
-        j.update(kw)
-        return j
-
-    def say(msg: str) -> None:
-        print(f"[{time.time() - started:6.1f}s] {msg}", flush=True)
-
+    grpc_scenarios = {"throughput", "paced", "cold", "stages", "quic", "flood"} & set(selected)
     try:
-        with ctx.Pool(p["workers"]) as pool:
-            enclave = start_enclave_process(dev.enclave_config, tmpdir / "enclave.log")
-            procs.append(enclave)
-            end = time.monotonic() + 20
-            while not dev.socket.exists() and time.monotonic() < end:
-                time.sleep(0.05)
+        if grpc_scenarios:
+            b.start_enclave()
+            with ctx.Pool(p["workers"]) as pool:
+                for name in THROUGHPUT_TARGETS:
+                    b.start(name)
+                peak = None
+                if "throughput" in selected:
+                    b.say(f"throughput: {p['rounds']} interleaved rounds of {p['round_s']} s, closed loop, "
+                          f"{p['workers']} x {p['concurrency']} in flight")
+                    results["throughput"] = throughput(b, pool)
+                    peak = results["throughput"]["summary"]["deployed"]["throughput_rps"]["median"]
+                if peak is None:
+                    t = b.targets["deployed"]
+                    peak = b.measure(pool, t, [b.job(t.addr)] * p["workers"])["throughput_rps"]
+                if "paced" in selected:
+                    b.say(f"paced: {p['paced_rounds']} interleaved rounds of {p['paced_s']} s at {p['fixed_rate']}/s "
+                          f"and at half of (b)'s peak ({peak / 2:.0f}/s)")
+                    results["paced"] = paced(b, pool, peak)
+                if "cold" in selected:
+                    results["cold"] = cold(b, pool, peak)
+                results["deployed_proof"] = scrape(b)
+                if "quic" in selected:
+                    from benchmarks import _quic
 
-            # (a) bare echo
-            echo = _spawn("benchmarks._echo", str(dev.tls_cert), str(dev.tls_key), str(tmpdir / "echo.port"),
-                          log=tmpdir / "echo.log")
-            procs.append(echo)
-            echo_target = f"127.0.0.1:{_wait_port(tmpdir / 'echo.port', echo)}"
-            say("(a) bare grpcio echo, closed loop")
-            results["a_bare_echo"] = merge(run_jobs(pool, [job(echo_target)] * p["workers"]))
-            _stop(echo)
-
-            # (b), (c), (b at half peak), QUIC: the full stack
-            proxy = _spawn("benchmarks._proxy", str(cfg_full), str(tmpdir / "full.port"), str(tmpdir / "stats.json"),
-                           log=tmpdir / "proxy-full.log")
-            procs.append(proxy)
-            target = f"127.0.0.1:{_wait_port(tmpdir / 'full.port', proxy)}"
-            _stats(proxy, tmpdir / "stats.json")  # reset
-            say("(b) full stack, cached token, closed loop")
-            results["b_full_cached"] = merge(run_jobs(pool, [job(target)] * p["workers"]))
-            results["b_full_cached"]["proxy_stages"] = _stats(proxy, tmpdir / "stats.json")
-
-            peak_b = max(results["b_full_cached"]["throughput_rps"], 50.0)
-            per_worker = int(peak_b / p["workers"] * (p["duration_s"] + p["warmup_s"]) * 1.2) + 200
-            say(f"(c) full stack, new token per request (minting {per_worker} tokens per worker first)")
-            results["c_full_cold"] = merge(run_jobs(pool, [job(target, cold=cold_spec, cold_count=per_worker)]
-                                                    * p["workers"]))
-            results["c_full_cold"]["proxy_stages"] = _stats(proxy, tmpdir / "stats.json")
-
-            half = peak_b / 2
-            say(f"(b) at half its peak: paced open loop at {half:.0f} req/s")
-            results["b_half_peak"] = merge(run_jobs(pool, [
-                job(target, mode="rate", rate=half / p["workers"], duration=p["half_peak_duration_s"])
-            ] * p["workers"]))
-            results["b_half_peak"]["offered_rps"] = half
-            _stats(proxy, tmpdir / "stats.json")
-
-            say(f"QUIC handshakes through the remote signer ({p['quic_handshakes']})")
-            from benchmarks import _quic
-
-            results["quic"] = asyncio.run(_quic.measure(target, ca, token, identity, p["quic_handshakes"]))
-            _stop(proxy)
-
-            # flood
-            proxy = _spawn("benchmarks._proxy", str(cfg_flood), str(tmpdir / "flood.port"),
-                           str(tmpdir / "stats.json"), log=tmpdir / "proxy-flood.log")
-            procs.append(proxy)
-            target = f"127.0.0.1:{_wait_port(tmpdir / 'flood.port', proxy)}"
-            flood_token = devstack.mint_dev_token(dev, "bench-flooder", ttl=900)
-            flood_rate = FLOOD_QUOTA * 10
-            say(f"flood: {FLOODER_IP} at {flood_rate}/s (10x its {FLOOD_QUOTA}/s quota) next to a trader at "
-                f"{FLOOD_GOOD_RATE}/s")
-            flood_jobs = [
-                job(target, mode="rate", rate=flood_rate, duration=p["flood_duration_s"], token=flood_token,
-                    metadata=[("cf-connecting-ip", FLOODER_IP)]),
-                job(target, mode="rate", rate=FLOOD_GOOD_RATE, duration=p["flood_duration_s"],
-                    metadata=[("cf-connecting-ip", GOOD_IP)]),
-            ]
-            flooder, good = run_jobs(pool, flood_jobs)
-            results["flood"] = {
-                "quota_per_address_rps": FLOOD_QUOTA,
-                "flooder": merge([flooder]) | {"offered_rps": flood_rate},
-                "well_behaved": merge([good]) | {"offered_rps": FLOOD_GOOD_RATE},
-                "proxy_outcomes": _stats(proxy, tmpdir / "stats.json").get("outcomes", {}),
-            }
-            _stop(proxy)
-
-        say("micro-costs")
-        results["micro"] = _stages.measure(0.1 if args.quick else 0.4)
+                    b.say(f"QUIC: {p['quic_handshakes']} handshakes warm and {p['quic_handshakes']} after "
+                          f"{p['quic_idle_s']} s idle, through (b), alternating with a local key")
+                    results["quic"] = asyncio.run(_quic.measure(b.targets["deployed"].addr, b.ca, b.token,
+                                                                from_base58(dev.identity_b58()),
+                                                                p["quic_handshakes"], p["quic_idle_s"]))
+                for name in THROUGHPUT_TARGETS:
+                    b.stop(name)
+                if "stages" in selected:
+                    results["stages"] = stages(b, pool)
+                if "flood" in selected:
+                    results["flood"] = flood(b, pool)
+            b.close()
+        quick = ["--quick"] if args.quick else []
+        if "hostile_argon2" in selected:
+            out = tmp / "hostile_argon2.json"
+            results["hostile_argon2"] = script(b, "hostile_argon2", [
+                "benchmarks/hostile_argon2.py", "--flood-seconds", str(p["argon2_flood_s"]), "--out", str(out)],
+                result_file=out)
+        if "hostile_connections" in selected:
+            out = tmp / "hostile_connections.json"
+            results["hostile_connections"] = script(b, "hostile_connections", [
+                "-m", "benchmarks.hostile_connections", *quick, "--out", str(out)], result_file=out)
+        if "stores" in selected:
+            stores_json = RESULTS / "stores.json"
+            if not (REPO / "benchmarks" / "stores.py").exists():
+                results["stores"] = {"skipped": "benchmarks/stores.py is not there"}
+            else:
+                keep = tmp / "stores.json.keep"
+                if args.quick and stores_json.exists():
+                    shutil.copy2(stores_json, keep)  # a smoke run does not replace the full run's figures
+                results["stores"] = script(b, "stores", ["-m", "benchmarks.stores", *quick], result_file=stores_json)
+                if keep.exists():
+                    shutil.copy2(keep, stores_json)
+        if "micro" in selected:
+            b.say("micro-costs")
+            results["micro"] = _stages.measure(0.1 if args.quick else 0.4)
     finally:
-        for proc in procs:
-            _stop(proc)
-    results["wall_seconds"] = round(time.time() - started, 1)
-    results["targets"] = _report.targets(results)
+        b.close()
+    results["wall_seconds"] = round(time.time() - b.started, 1)
+    results["goals"] = _report.goals(results)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "quick" if args.quick else "latest"
+    if args.only and not args.quick:
+        name = "partial"
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     md = _report.markdown(results)
     (args.out / f"{name}.md").write_text(md)

@@ -1,4 +1,4 @@
-"""Summaries, target checks (reported, never asserted) and the Markdown table."""
+"""Summaries, the goals of issues 13, 14 and 16 (reported, never asserted) and the Markdown report."""
 
 from __future__ import annotations
 
@@ -33,82 +33,178 @@ def summarize(lat: list[float], codes: dict[str, int], elapsed: float) -> dict[s
     }
 
 
-def targets(r: dict[str, Any]) -> dict[str, Any]:
-    a, b = r["a_bare_echo"]["throughput_rps"], r["b_full_cached"]["throughput_rps"]
-    ratio = round(b / a, 3) if a else None
-    half_p99 = r["b_half_peak"]["p99_ms"]
-    good = r["flood"]["well_behaved"]
-    quic = r["quic"]["remote_signer_handshake"]
-    return {
-        "ratio_b_over_a": {"value": ratio, "target": ">= 0.7", "met": ratio is not None and ratio >= 0.7},
-        "p99_at_half_peak_ms": {"value": half_p99, "target": "<= 2", "met": half_p99 is not None and half_p99 <= 2},
-        "flood_well_behaved_success": {"value": good["success_rate"], "target": "1.0",
-                                       "met": good["success_rate"] == 1.0},
-        "flood_well_behaved_p99_ms": {"value": good["p99_ms"], "target": "<= 5",
-                                      "met": good["p99_ms"] is not None and good["p99_ms"] <= 5},
-        "quic_handshake_p50_ms": {"value": round(quic["p50_ms"], 3), "target": "<= 10", "met": quic["p50_ms"] <= 10},
-        "quic_handshake_p99_ms": {"value": round(quic["p99_ms"], 3), "target": "<= 10", "met": quic["p99_ms"] <= 10},
-    }
+def _get(d: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _goal(value: Any, target: str, ok: Any) -> dict[str, Any]:
+    return {"value": value, "target": target, "met": None if value is None else bool(ok(value))}
+
+
+def goals(r: dict[str, Any]) -> dict[str, Any]:
+    g: dict[str, Any] = {}
+    t = r.get("throughput")
+    if t:
+        g["deployed_over_echo_median"] = _goal(t["ratio_deployed_over_echo"]["median"], ">= 0.7 (aim 0.8)",
+                                               lambda v: v >= 0.7)
+        g["deployed_over_echo_min"] = _goal(t["ratio_deployed_over_echo"]["min"], "reported", lambda v: True)
+        g["deployed_failed_calls"] = _goal(t["summary"]["deployed"]["failed"], "0", lambda v: v == 0)
+        g["audit_and_metrics_loop_us_per_request"] = _goal(t["ops_loop_us_per_request"]["median"], "<= 15",
+                                                           lambda v: v <= 15)
+        g["enclave_cpu_us_per_signature"] = _goal(
+            _get(t, "summary", "deployed", "cpu_us_per_request", "enclave", "median"), "<= 40", lambda v: v <= 40)
+    p = _get(r, "paced", "fixed_400")
+    if p:
+        g["added_p50_ms_at_400"] = _goal(p["added_p50_ms"]["median"], "<= 0.3", lambda v: v <= 0.3)
+        g["added_p99_ms_at_400"] = _goal(p["added_p99_ms"]["median"], "<= 1.0", lambda v: v <= 1.0)
+        g["ops_loop_us_per_request_at_400"] = _goal(_get(p, "ops_loop_us_per_request", "median"), "<= 15",
+                                                    lambda v: v <= 15)
+    q = r.get("quic")
+    if q:
+        for phase in ("warm", "after_idle"):
+            g[f"quic_{phase}_remote_minus_local_p50_ms"] = _goal(q[phase]["remote_minus_local_p50_ms"], "<= 1.5",
+                                                                  lambda v: v <= 1.5)
+            g[f"quic_{phase}_p99_ms"] = _goal(q[phase]["remote_signer_handshake"]["p99_ms"],
+                                              f"reported (n = {q[phase]['remote_signer_handshake']['n']})",
+                                              lambda v: True)
+    a = _get(r, "hostile_argon2", "result")
+    if a:
+        g["argon2_trader_success_during"] = _goal(_get(a, "trader", "during", "success_rate"), ">= 0.99",
+                                                  lambda v: v >= 0.99)
+        g["argon2_trader_p99_ms_during"] = _goal(_get(a, "trader", "during", "p99_ms"), "<= 50", lambda v: v <= 50)
+        g["argon2_rss_growth_mb_5s_after"] = _goal(_get(a, "proxy_rss_mb", "growth_after_5s"), "<= 64",
+                                                   lambda v: v <= 64)
+    c = _get(r, "hostile_connections", "result")
+    if c:
+        fresh = _get(c, "idle_flood", "fresh_client_first_sign_s")
+        g["idle_flood_fresh_client_max_s"] = _goal(max(fresh) if fresh else None, "<= 1", lambda v: v <= 1)
+        g["idle_flood_rss_growth_mb_10s_after"] = _goal(_get(c, "idle_flood", "rss_growth_10s_after_mb"), "<= 64",
+                                                        lambda v: v <= 64)
+        g["bodyless_streams_ended_max_s"] = _goal(_get(c, "bodyless_streams", "ended_by_server_max_s"), "<= 2",
+                                                  lambda v: v <= 2)
+    s = _get(r, "stores", "result", "full_stack", "redis")
+    if s:
+        g["redis_cpu_over_memory_us"] = _goal(s.get("cpu_over_memory_us"), "<= 150", lambda v: v <= 150)
+        g["redis_p50_over_memory_ms"] = _goal(s.get("p50_over_memory_ms"), "<= 0.5", lambda v: v <= 0.5)
+    return g
 
 
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
+        return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
     return str(v)
 
 
+def _mm(s: dict[str, Any] | None) -> str:
+    """min / median of a spread."""
+    if not s or s.get("median") is None:
+        return "-"
+    return f"{_fmt(s['min'])} / {_fmt(s['median'])}"
+
+
 def markdown(r: dict[str, Any]) -> str:
-    m = r["machine"]
+    m, p = r["machine"], r["plan"]
     lines = [
-        f"# swqos benchmark ({'quick smoke run' if r['quick'] else 'full run'}, {r['started']})",
+        f"# swqos benchmark ({'quick smoke run' if r['quick'] else 'full run'}, {r['started']}, "
+        f"{r['wall_seconds']} s)",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, "
-        f"grpcio {m['versions'].get('grpcio', '?')}. Load generator: {r['plan']['workers']} processes x "
-        f"{r['plan']['concurrency']} in flight (grpc.aio), same machine.",
+        f"grpcio {m['versions'].get('grpcio', '?')}; load average at start {m.get('loadavg_at_start')}. "
+        f"Load generator: {p['workers']} processes (grpc.aio), same machine. The machine is shared with "
+        "other jobs: every comparison is interleaved rounds in alternating order; cells are min / median "
+        "over rounds.",
         "",
-        "| scenario | req/s | success | p50 ms | p99 ms | p99.9 ms |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    rows = [
-        ("(a) bare grpcio echo, TLS 1.3", r["a_bare_echo"]),
-        ("(b) full stack, cached JWT", r["b_full_cached"]),
-        ("(c) full stack, new JWT per request", r["c_full_cold"]),
-        (f"(b) paced at half peak ({_fmt(r['b_half_peak'].get('offered_rps'))}/s offered)", r["b_half_peak"]),
-        (f"flood: well-behaved trader ({r['flood']['well_behaved']['offered_rps']}/s)", r["flood"]["well_behaved"]),
-        (f"flood: flooder ({r['flood']['flooder']['offered_rps']}/s, quota "
-         f"{r['flood']['quota_per_address_rps']}/s)", r["flood"]["flooder"]),
-    ]
-    for name, s in rows:
-        lines.append(f"| {name} | {_fmt(s['throughput_rps'])} | {_fmt(s['success_rate'])} | {_fmt(s['p50_ms'])} | "
-                     f"{_fmt(s['p99_ms'])} | {_fmt(s['p999_ms'])} |")
-    q = r["quic"]
-    lines += [
-        "",
-        "| QUIC handshake (loopback, 130-byte CV) | p50 ms | p99 ms |",
-        "|---|---:|---:|",
-        f"| via remote signer (proxy + enclave) | {_fmt(q['remote_signer_handshake']['p50_ms'])} | "
-        f"{_fmt(q['remote_signer_handshake']['p99_ms'])} |",
-        f"| of which the sign() call | {_fmt(q['remote_sign_call']['p50_ms'])} | "
-        f"{_fmt(q['remote_sign_call']['p99_ms'])} |",
-        f"| local key (aioquic alone) | {_fmt(q['local_key_handshake']['p50_ms'])} | "
-        f"{_fmt(q['local_key_handshake']['p99_ms'])} |",
-        "",
-        "| stage (inside the proxy, signed requests) | cached JWT p50 / p99 µs | new JWT p50 / p99 µs |",
-        "|---|---:|---:|",
-    ]
-    sb = r["b_full_cached"].get("proxy_stages", {}).get("stages", {})
-    sc = r["c_full_cold"].get("proxy_stages", {}).get("stages", {})
-    for stage in ("client_ip", "address_limit", "auth", "subject_limit", "validate", "enclave", "pipeline_total"):
-        def cell(s: dict, st: str = stage) -> str:
-            x = s.get(st)
-            return f"{_fmt(x['p50_us'])} / {_fmt(x['p99_us'])}" if x else "-"
-        lines.append(f"| {stage} | {cell(sb)} | {cell(sc)} |")
-    mi = r["micro"]
-    lines += ["", "Micro-costs (in-process, one core): " + ", ".join(f"{k} {v:.1f}" for k, v in mi.items()), "",
-              "| target | value | met |", "|---|---:|:---:|"]
-    for name, t in r["targets"].items():
-        lines.append(f"| {name} {t['target']} | {_fmt(t['value'])} | {'yes' if t['met'] else 'no'} |")
+    t = r.get("throughput")
+    if t:
+        lines += [
+            f"## Closed loop ({p['rounds']} rounds of {p['round_s']} s, {p['workers']} x {p['concurrency']} in flight)",
+            "",
+            "| target | req/s | failed | p50 ms | p99 ms | loop CPU µs/req | process CPU µs/req | enclave CPU µs/req |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        names = {"echo": "(a) bare grpcio echo, TLS 1.3", "deployed": "(b) deployed config (audit + metrics on)",
+                 "no_ops": "(b-) deployed without audit/admin services"}
+        for name, s in t["summary"].items():
+            cpu = s["cpu_us_per_request"]
+            lines.append(f"| {names[name]} | {_mm(s['throughput_rps'])} | {s['failed']} | {_mm(s['p50_ms'])} | "
+                         f"{_mm(s['p99_ms'])} | {_mm(cpu.get('loop'))} | {_mm(cpu.get('process'))} | "
+                         f"{_mm(cpu.get('enclave')) if name != 'echo' else '-'} |")
+        lines += ["",
+                  f"Ratio (b)/(a), per round: {_mm(t['ratio_deployed_over_echo'])}; (b-)/(a): "
+                  f"{_mm(t['ratio_no_ops_over_echo'])}. Audit + metrics, event-loop CPU per request "
+                  f"((b) - (b-), per round): {_mm(t['ops_loop_us_per_request'])} µs (process: "
+                  f"{_mm(t['ops_process_us_per_request'])} µs).", ""]
+    pc = r.get("paced")
+    if pc:
+        lines += [f"## Paced open loop ({p['paced_rounds']} rounds of {p['paced_s']} s per rate)", "",
+                  "| rate | target | p50 ms | p99 ms | pooled p50 / p99 ms | failed | loop CPU µs/req |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for e in pc.values():
+            for name, s in e["summary"].items():
+                lines.append(f"| {e['rate_rps']}/s | {name} | {_mm(s['p50_ms'])} | {_mm(s['p99_ms'])} | "
+                             f"{_fmt(s['pooled_p50_ms'])} / {_fmt(s['pooled_p99_ms'])} | {s['failed']} | "
+                             f"{_mm(s['cpu_us_per_request'].get('loop'))} |")
+            lines.append(f"| {e['rate_rps']}/s | **proxy adds** | {_mm(e['added_p50_ms'])} | "
+                         f"{_mm(e['added_p99_ms'])} | {_fmt(e.get('added_pooled_p50_ms'))} / "
+                         f"{_fmt(e.get('added_pooled_p99_ms'))} | | |")
+        lines.append("")
+    c = r.get("cold")
+    if c:
+        lines += [f"New JWT per request (c): {_fmt(c['throughput_rps'])} req/s, p50 {_fmt(c['p50_ms'])} ms, p99 "
+                  f"{_fmt(c['p99_ms'])} ms, failed {c['requests'] - c['ok']}, CPU µs/req {c['cpu_us_per_request']}.",
+                  ""]
+    proof = r.get("deployed_proof")
+    if proof:
+        lines += ["Deployed configuration, proof it ran with its services: " + ", ".join(
+            f"{k} = {_fmt(v)}" for k, v in proof.items()), ""]
+    q = r.get("quic")
+    if q:
+        lines += [f"## QUIC handshake through the remote signer ({q['handshakes_per_phase']} per phase, loopback)",
+                  "", "| phase | via remote signer p50 / p90 / p99 ms | of which sign() p50 / p99 ms | "
+                  "local key p50 / p99 ms | remote - local p50 ms |", "|---|---:|---:|---:|---:|"]
+        for phase in ("warm", "after_idle"):
+            e = q[phase]
+            h, s, lo = e["remote_signer_handshake"], e["remote_sign_call"], e["local_key_handshake"]
+            name = "warm (back to back)" if phase == "warm" else f"after {q['idle_s']} s idle"
+            lines.append(f"| {name} | {_fmt(h['p50_ms'])} / {_fmt(h['p90_ms'])} / {_fmt(h['p99_ms'])} | "
+                         f"{_fmt(s['p50_ms'])} / {_fmt(s['p99_ms'])} | {_fmt(lo['p50_ms'])} / {_fmt(lo['p99_ms'])} | "
+                         f"{_fmt(e['remote_minus_local_p50_ms'])} |")
+        lines.append("")
+    st = _get(r, "stages", "proxy_stages", "stages")
+    if st:
+        lines += ["## Inside the proxy, per stage (signed requests; harness observer on, not timed)", "",
+                  "| stage | p50 µs | p99 µs | mean µs |", "|---|---:|---:|---:|"]
+        for stage, x in st.items():
+            lines.append(f"| {stage} | {_fmt(x['p50_us'])} | {_fmt(x['p99_us'])} | {_fmt(x['mean_us'])} |")
+        lines.append("")
+    f = r.get("flood")
+    if f:
+        lines += ["## Flood (one address at 10x its quota)", "", "| who | offered/s | ok/s | success | p50 ms | p99 ms |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for who in ("well_behaved", "flooder"):
+            s = f[who]
+            lines.append(f"| {who} | {s['offered_rps']} | {_fmt(s['throughput_rps'])} | {_fmt(s['success_rate'])} | "
+                         f"{_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} |")
+        lines.append("")
+    for name in ("hostile_argon2", "hostile_connections", "stores"):
+        e = r.get(name)
+        if e:
+            head = e.get("command") or e.get("skipped")
+            lines.append(f"- `{name}`: {head}; " + (f"error: {e['error']}" if "error" in e else
+                                                     f"exit {e.get('exit_code')}, {e.get('wall_s')} s (JSON in latest.json)"))
+    mi = r.get("micro")
+    if mi:
+        lines += ["", "Micro-costs (in-process, one core, µs): " + ", ".join(f"{k} {v:.1f}" for k, v in mi.items())]
+    lines += ["", "## Goals", "", "| goal | target | value | met |", "|---|---|---:|:---:|"]
+    for name, goal in r["goals"].items():
+        met = "-" if goal["met"] is None else ("yes" if goal["met"] else "no")
+        lines.append(f"| {name} | {goal['target']} | {_fmt(goal['value'])} | {met} |")
     lines.append("")
     return "\n".join(lines)

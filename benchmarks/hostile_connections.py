@@ -32,17 +32,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script: make ``benchmarks`` importable
-    sys.path.insert(0, str(REPO))
-
-import swqos_core  # noqa: E402, F401  (TLS 1.3-only cipher policy before grpc is imported)
+import swqos_core  # noqa: F401  (TLS 1.3-only cipher policy before grpc is imported)
 
 # isort: split
-import grpc  # noqa: E402
+import grpc
 
-from swqos_proto import SERVICE, signer_pb2  # noqa: E402
-from swqos_testing.payloads import valid_cv  # noqa: E402
+from benchmarks import _procs
+from swqos_proto import SERVICE, signer_pb2
+from swqos_testing.payloads import valid_cv
+
+REPO = Path(__file__).resolve().parent.parent
 
 FRESH_TRIES = 3
 AFTER_CLOSE_S = 10.0
@@ -69,7 +68,6 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Stack:
-        from benchmarks.__main__ import _env, _stop
         from swqos_core.enclave.child import start_enclave_process, wait_for_socket
         from swqos_dev import devstack
         from swqos_testing.configs import merge
@@ -83,7 +81,7 @@ class Stack:
             asyncio.run(wait_for_socket(dev.socket, enclave))
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "swqos_core.cli", "serve", "--config", str(dev.config)], cwd=REPO,
-                env=_env(), stdout=subprocess.DEVNULL, stderr=open(self.root / "proxy.log", "ab"))
+                env=_procs.env(), stdout=subprocess.DEVNULL, stderr=open(self.root / "proxy.log", "ab"))
             self.procs.append(self.proc)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -99,15 +97,13 @@ class Stack:
             time.sleep(0.5)
         except BaseException:
             for p in reversed(self.procs):
-                _stop(p)
+                _procs.stop(p)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from benchmarks.__main__ import _stop
-
         for p in reversed(self.procs):
-            _stop(p)
+            _procs.stop(p)
 
     def channel(self) -> grpc.aio.Channel:
         creds = grpc.ssl_channel_credentials(self.dev.ca.read_bytes())
@@ -225,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # the proxy inherits it
     with tempfile.TemporaryDirectory(prefix="swqos-hostile-") as tmp, Stack(Path(tmp) / "dev", overrides) as stack:
         result = asyncio.run(scenarios(stack, args.quick))

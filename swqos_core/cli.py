@@ -15,8 +15,9 @@ import os
 import signal
 import sys
 
-from swqos_core import __version__, config, plugins, schema
+from swqos_core import __version__, config, plugins, schema, workers
 from swqos_core.errors import ConfigError
+from swqos_core.workers import WorkerSlot
 
 CORE_COMMANDS = {"serve", "enclave", "config", "plugins"}
 log = logging.getLogger("swqos.cli")
@@ -29,10 +30,12 @@ def _setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
 
 
 # --- serve ---------------------------------------------------------------------------------
-async def _serve_until_stopped(cfg: config.AppConfig) -> None:
+async def _serve_until_stopped(cfg: config.AppConfig, slot: WorkerSlot | None = None) -> None:
     from swqos_core.server import start_proxy
 
-    proxy = await start_proxy(cfg)
+    proxy = await start_proxy(cfg, reuse_port=slot is not None)
+    if slot is not None:
+        slot.ready(proxy.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -46,7 +49,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("swqos serve: give --config FILE, or --dev for the local development stack", file=sys.stderr)
         return 2
     cfg = config.load(args.config, process="proxy")
-    asyncio.run(_serve_until_stopped(cfg))
+    slot = workers.worker_slot(cfg)  # None unless a supervisor started this process
+    if slot is None and cfg.settings.workers > 1:
+        return workers.supervise(cfg, ["-v"] * args.verbose + (["--log-format", args.log_format] if args.log_format else []))
+    lock = None if slot else workers.ListenLock.acquire(cfg.settings.listen)  # exclusive, like a supervisor's
+    try:
+        asyncio.run(_serve_until_stopped(cfg, slot))
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 

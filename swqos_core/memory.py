@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import time
 
 log = logging.getLogger("swqos.memory")
 
@@ -34,10 +35,22 @@ def limit_arenas(arenas: int) -> bool:
     return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas))
 
 
+#: A trim longer than this is logged: ``malloc_trim`` holds each arena's lock while it runs, so
+#: every thread allocating from that arena (the event loop's included) waits for it.
+SLOW_TRIM_S = 0.02
+
+
 def trim() -> bool:
     """Return free heap pages to the kernel now; False where not glibc (or nothing to give back)."""
     libc = _libc()
-    return bool(libc is not None and libc.malloc_trim(0))
+    if libc is None:
+        return False
+    started = time.perf_counter()
+    returned = bool(libc.malloc_trim(0))
+    took = time.perf_counter() - started
+    if took > SLOW_TRIM_S:
+        log.warning("malloc_trim took %.0f ms", took * 1000)
+    return returned
 
 
 async def trim_periodically(interval: float) -> None:

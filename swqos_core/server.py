@@ -248,8 +248,9 @@ async def close_layers(app: App) -> None:
                     log.exception("closing %s layer %r failed", kind, name)
 
 
-def grpc_options(settings: ProxySettings) -> list[tuple[str, int]]:
-    """The transport limits of the public listener (docs/operations.md, "limits and floods")."""
+def grpc_options(settings: ProxySettings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """The transport limits of the public listener (docs/operations.md, "limits and floods").
+    ``reuse_port`` only in a worker of a ``swqos serve`` supervisor holding the port's lock (swqos_core.workers)."""
     return [
         ("grpc.max_receive_message_length", HARD_MESSAGE_CAP),
         ("grpc.max_send_message_length", 64 * 1024),
@@ -262,7 +263,7 @@ def grpc_options(settings: ProxySettings) -> list[tuple[str, int]]:
         ("grpc.max_connection_age_grace_ms", int(settings.connection_age_grace_s * 1000)),
         # Exclusive port: grpcio sets SO_REUSEPORT on Linux by default, so a second proxy on the
         # same address would silently share the traffic (and answer our own TLS probe).
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
         # CDNs cut idle HTTP/2 connections; keep-alives must not get us a GOAWAY from clients' pings.
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -278,8 +279,10 @@ def split_listen(listen: str) -> tuple[str, int]:
     return addr.host, addr.port
 
 
-async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tuple = ()) -> ProxyServer:
-    """Build every layer, bind the TLS 1.3 listener, prove TLS 1.2 is refused, start serving."""
+async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tuple = (),
+                      reuse_port: bool = False) -> ProxyServer:
+    """Build every layer, bind the TLS 1.3 listener, prove TLS 1.2 is refused, start serving.
+    ``reuse_port``: this is one of a supervisor's workers, sharing the port with its siblings."""
     if os.environ.get("GRPC_SSL_CIPHER_SUITES") != TLS13_ONLY_CIPHER_SUITES:
         raise ConfigError("GRPC_SSL_CIPHER_SUITES was changed after swqos_core was imported; TLS 1.3-only "
                           "cannot be guaranteed")
@@ -295,6 +298,8 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
     enclave = EnclaveClient(settings.enclave, state, max_inflight=settings.max_enclave_inflight,
                             ping_interval=settings.enclave_ping_interval)
     app.enclave = enclave
+    if reuse_port and not app.one("store").shared:  # config.parse refuses "memory"; a plugin's store may not be shared either
+        raise ConfigError(f"[proxy] workers > 1 needs a shared state store; {cfg.pipeline.store!r} is per process")
     contributions = collect_contributions(app)  # before anything binds: collisions stop startup here
     pipeline = Pipeline(
         client_ip=app.all("client_ip"),
@@ -306,7 +311,8 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         max_request_bytes=settings.max_request_bytes,
         observers=[observer for _, _, observer in contributions.observers],
     )
-    server = grpc.aio.server(options=grpc_options(settings), maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
+    server = grpc.aio.server(options=grpc_options(settings, reuse_port=reuse_port),
+                             maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
     service = SignerService(pipeline, settings)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
         "SignCertificateVerify": grpc.stream_unary_rpc_method_handler(service.sign),

@@ -13,4 +13,4 @@ def test_quick_dry_run_builds_valid_configs() -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)
-    assert plan["configs"] == ["full", "flood"] and plan["plan"]["workers"] >= 1
+    assert plan["configs"] == ["deployed", "flood", "no_ops"] and plan["plan"]["workers"] >= 1

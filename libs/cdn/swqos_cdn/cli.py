@@ -88,7 +88,7 @@ def build_cdn_parser(cdn: argparse.ArgumentParser, providers: ProviderSource) ->
     p = sub.add_parser("refresh", help="fetch the CDN's published ranges, validate, store atomically")
     p.add_argument("provider", help="CDN name (e.g. cloudflare, cloudfront)")
     p.add_argument("--url", help="fetch from here instead of the provider's published URL")
-    p.add_argument("--output", type=Path, help="snapshot file to write (the resolver's ranges_file); "
+    p.add_argument("--out", type=Path, help="snapshot file to write (the resolver's ranges_file); "
                    f"default {DEFAULT_STATE_DIR}/<provider>.json")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     p.add_argument("--ca-file", type=Path, help="CA bundle for the URL (default: system store)")
@@ -140,7 +140,7 @@ def _run_refresh(args: argparse.Namespace, registry: Mapping[str, CdnProvider]) 
     provider = _provider(registry, args.provider)
     if provider is None:
         return 2
-    path: Path = args.output or provider.default_ranges_file()
+    path: Path = args.out or provider.default_ranges_file()
     try:
         previous = _current(provider, path)
         status, snap = refresh(provider, url=args.url, previous=previous, path=path,

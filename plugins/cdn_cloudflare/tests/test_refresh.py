@@ -25,7 +25,7 @@ def api(v4=V4, v6=V6, etag="abc123", success=True):
 
 
 def refresh(capsys, url, out, *extra):
-    rc = run_cdn_command(["refresh", "cloudflare", "--url", url, "--output", str(out), *extra], [PROVIDER])
+    rc = run_cdn_command(["refresh", "cloudflare", "--url", url, "--out", str(out), *extra], [PROVIDER])
     cap = capsys.readouterr()
     return rc, cap.out, cap.err
 
@@ -107,7 +107,7 @@ def test_plain_http_to_a_remote_host_is_refused(tmp_path, capsys):
 
 
 def test_unknown_provider(tmp_path, capsys):
-    rc = run_cdn_command(["refresh", "akamai", "--output", str(tmp_path / "x")], [PROVIDER])
+    rc = run_cdn_command(["refresh", "akamai", "--out", str(tmp_path / "x")], [PROVIDER])
     assert rc == 2 and "cloudflare" in capsys.readouterr().err
 
 

@@ -46,7 +46,7 @@ def test_shipped_snapshot():
 
 
 def refresh(capsys, url, out):
-    rc = run_cdn_command(["refresh", "cloudfront", "--url", url, "--output", str(out)], [PROVIDER])
+    rc = run_cdn_command(["refresh", "cloudfront", "--url", url, "--out", str(out)], [PROVIDER])
     return rc, capsys.readouterr()
 
 

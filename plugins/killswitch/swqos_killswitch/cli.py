@@ -47,7 +47,7 @@ def _err(msg: str) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    out_key, out_pub = Path(args.out_key), Path(args.out_pub)
+    out_key, out_pub = Path(args.out), Path(args.out_pub)
     for p in (out_key, out_pub):
         if p.exists():
             return _err(f"{p} exists; refusing to overwrite a key")
@@ -103,7 +103,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
             return _err(f"invalid manifest: {exc}")
         out = Path(args.out)
         out.write_bytes(data)
-        stale = Path(args.signature_out or f"{out}.sig")
+        stale = Path(args.out_signature or f"{out}.sig")
         if stale.exists():
             stale.unlink()  # new bytes: an older signature or bundle is for something else
     try:
@@ -112,7 +112,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         return _err(f"{out}: not a valid manifest: {exc}")
     if manifest.key_id is not None and manifest.key_id != key_id(key.public_key()):
         return _err(f"{out}: key_id in the manifest is not this key's id")
-    sig_path = Path(args.signature_out or f"{out}.sig")
+    sig_path = Path(args.out_signature or f"{out}.sig")
     try:
         signers = write_signature(data, sig_path, key, bundle=bundle)
     except ValueError as exc:
@@ -261,7 +261,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="manifest_command", required=True)
 
     k = sub.add_parser("keygen", help="create an ECDSA P-256 manifest signing key (cosign-compatible)")
-    k.add_argument("--out-key", default="revocation.key", help="private key (PKCS#8 PEM, created 0600)")
+    k.add_argument("--out", default="revocation.key", help="private key (PKCS#8 PEM, created 0600)")
     k.add_argument("--out-pub", default="revocation.pub", help="public key (PEM SPKI) to pin in proxies")
     k.add_argument("--password-env", help="encrypt the private key with the password in this environment variable")
     k.set_defaults(func=cmd_keygen)
@@ -280,7 +280,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--reason", help="short reason shown in the proxies' halt message")
     s.add_argument("--expires-in-hours", type=float, default=6.0,
                    help="validity; re-sign before it ends or proxies follow their on_stale policy (default 6)")
-    s.add_argument("--signature-out", help="signature path (default: manifest path + .sig)")
+    s.add_argument("--out-signature", help="signature path (default: manifest path + .sig)")
     s.add_argument("--bundle", action="store_true",
                    help="write a signature bundle (one signature per signer; for a trust root). An existing bundle "
                         "is always extended: each signer runs sign --input on the same file")

@@ -294,7 +294,7 @@ def cmd_manifest_create(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        sig = Path(args.signature_out or f"{out}.sig")
+        sig = Path(args.out_signature or f"{out}.sig")
         sig.write_bytes(sign_blob(key, data) + b"\n")
         print(f"signature:        {sig}")
     else:
@@ -322,6 +322,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--release", help="release name recorded in the manifest (default: swqos-core's version)")
     c.add_argument("--key", help="also sign it with this PKCS#8 PEM P-256 key")
     c.add_argument("--password-env")
-    c.add_argument("--signature-out")
+    c.add_argument("--out-signature")
     c.set_defaults(func=cmd_manifest_create)
 

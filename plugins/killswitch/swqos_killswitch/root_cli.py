@@ -120,7 +120,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if kid not in allowed:
         return _err(f"key {kid} is not a root key of this root" + (" nor of the previous one" if previous else "")
                     + " (manifest keys sign manifests, never roots)")
-    sig_path = Path(args.signature_out or f"{args.root}.sig")
+    sig_path = Path(args.out_signature or f"{args.root}.sig")
     if sig_path.exists() and not is_bundle(sig_path.read_bytes()):
         return _err(f"{sig_path} is not a signature bundle")
     try:
@@ -226,7 +226,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--password-env")
     s.add_argument("--root", required=True, help="the root to sign")
     s.add_argument("--previous", help="for a rotation: the root it replaces (its root keys may sign too)")
-    s.add_argument("--signature-out", help="default: root + .sig")
+    s.add_argument("--out-signature", help="default: root + .sig")
     s.set_defaults(func=cmd_sign)
 
     t = rsub.add_parser("rotate", help="build root N+1 from root N with keys or thresholds changed")

@@ -24,7 +24,7 @@ def run(*argv: str) -> int:
 @pytest.fixture
 def keypair(tmp_path, capsys):
     key, pub = tmp_path / "r.key", tmp_path / "r.pub"
-    assert run("manifest", "keygen", "--out-key", str(key), "--out-pub", str(pub)) == 0
+    assert run("manifest", "keygen", "--out", str(key), "--out-pub", str(pub)) == 0
     kid = next(line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("key_id"))
     return key, pub, kid
 
@@ -58,7 +58,7 @@ def test_verify_refuses_tampering_and_other_keys(tmp_path, keypair, capsys):
     assert run("manifest", "verify", "--public-key", str(pub), "--manifest", str(out)) == 1
     assert "REFUSED" in capsys.readouterr().err
     other_key, other_pub = tmp_path / "o.key", tmp_path / "o.pub"
-    run("manifest", "keygen", "--out-key", str(other_key), "--out-pub", str(other_pub))
+    run("manifest", "keygen", "--out", str(other_key), "--out-pub", str(other_pub))
     assert run("manifest", "sign", "--key", str(key), "--out", str(out), "--version", "2", "--scope", "prod") == 0
     assert run("manifest", "verify", "--public-key", str(other_pub), "--manifest", str(out)) == 1
 
@@ -82,13 +82,13 @@ def test_sign_existing_file_as_is_and_refuse_invalid(tmp_path, keypair):
 
 def test_keygen_refuses_to_overwrite(tmp_path, keypair):
     key, _, _ = keypair
-    assert run("manifest", "keygen", "--out-key", str(key), "--out-pub", str(tmp_path / "x.pub")) == 1
+    assert run("manifest", "keygen", "--out", str(key), "--out-pub", str(tmp_path / "x.pub")) == 1
 
 
 def test_encrypted_key(tmp_path, monkeypatch):
     monkeypatch.setenv("KS_PW", "correct horse")
     key, pub = tmp_path / "e.key", tmp_path / "e.pub"
-    assert run("manifest", "keygen", "--out-key", str(key), "--out-pub", str(pub), "--password-env", "KS_PW") == 0
+    assert run("manifest", "keygen", "--out", str(key), "--out-pub", str(pub), "--password-env", "KS_PW") == 0
     assert b"ENCRYPTED" in key.read_bytes()
     out = tmp_path / "m.json"
     assert run("manifest", "sign", "--key", str(key), "--password-env", "KS_PW", "--out", str(out),

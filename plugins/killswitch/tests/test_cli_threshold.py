@@ -27,7 +27,7 @@ def ceremony(tmp_path, capsys):
     d.mkdir()
     names = ["r1", "r2", "m1", "m2", "m3"]
     for n in names:
-        assert run("manifest", "keygen", "--out-key", str(d / f"{n}.key"), "--out-pub", str(d / f"{n}.pub")) == 0
+        assert run("manifest", "keygen", "--out", str(d / f"{n}.key"), "--out-pub", str(d / f"{n}.pub")) == 0
     capsys.readouterr()
     return d
 
@@ -143,8 +143,8 @@ def test_sign_refuses_a_bundle_for_other_bytes(tmp_path, ceremony, capsys):
 def test_rotation_by_threshold_of_old_and_new_root_keys(tmp_path, ceremony, capsys):
     d = ceremony
     root, _ = signed_root(tmp_path, d, capsys)
-    assert run("manifest", "keygen", "--out-key", str(d / "r3.key"), "--out-pub", str(d / "r3.pub")) == 0
-    assert run("manifest", "keygen", "--out-key", str(d / "m4.key"), "--out-pub", str(d / "m4.pub")) == 0
+    assert run("manifest", "keygen", "--out", str(d / "r3.key"), "--out-pub", str(d / "r3.pub")) == 0
+    assert run("manifest", "keygen", "--out", str(d / "m4.key"), "--out-pub", str(d / "m4.pub")) == 0
     new = tmp_path / "2.root.json"
     # r2 was lost: replace it by r3, and m3 by m4.
     assert run("manifest", "root", "rotate", "--from", root, "--out", str(new), "--remove-root-key", str(d / "r2.pub"),

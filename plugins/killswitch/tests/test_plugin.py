@@ -97,7 +97,7 @@ def test_metric_names_are_the_documented_ones():
 
 def test_commands_come_through_the_kernel_cli(tmp_path, capsys):
     key, pub = tmp_path / "k.key", tmp_path / "k.pub"
-    assert cli.main(["manifest", "keygen", "--out-key", str(key), "--out-pub", str(pub)]) == 0
+    assert cli.main(["manifest", "keygen", "--out", str(key), "--out-pub", str(pub)]) == 0
     assert key.stat().st_mode & 0o777 == 0o600 and pub.exists()
     capsys.readouterr()
     with pytest.raises(SystemExit):

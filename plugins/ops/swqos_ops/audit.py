@@ -5,11 +5,13 @@ moves it). Never contains a token, a key or a hash of either: a decision line ca
 of the *payload* (a CertificateVerify input, not a secret) so an operator can match it with the
 enclave's signature count and with a trader's own records.
 
-Writing never blocks the event loop on the disk: the loop serialises the line and hands it to a
-stdlib :class:`logging.handlers.QueueHandler` on a bounded queue (a few microseconds); a
-:class:`logging.handlers.QueueListener` thread writes it through a
-:class:`logging.handlers.WatchedFileHandler`, which notices rotation on every write. If the disk
-stalls long enough to fill the queue, further lines are dropped and counted
+Writing costs the event loop almost nothing: the loop hands the (immutable) Decision and the
+wall-clock time to a stdlib :class:`logging.handlers.QueueHandler`'s bounded queue, and that is all
+(no record, no dict, no JSON, no hash on the loop). A :class:`logging.handlers.QueueListener`
+thread takes whatever is queued in one go (up to ``BATCH`` items), builds and serialises the lines
+(the payload's SHA-256 included) and writes the batch in one call through a
+:class:`logging.handlers.WatchedFileHandler`, which notices rotation before every batch. If the
+disk stalls long enough to fill the queue, further lines are dropped and counted
 (``swqos_audit_dropped_total``), with an error logged, rather than stalling signing.
 
 Admin actions also go to the process log (logger ``swqos.audit``), so they are kept even when the
@@ -26,6 +28,7 @@ import logging.handlers
 import os
 import queue
 import stat
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,16 +39,21 @@ from swqos_ops.settings import AuditSettings
 
 log = logging.getLogger("swqos.audit")
 
+#: Most items the writer thread formats and writes in one go.
+BATCH = 512
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+def _now(when: float | None = None) -> str:
+    t = dt.datetime.now(dt.UTC) if when is None else dt.datetime.fromtimestamp(when, dt.UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decision_record(d: Decision) -> dict[str, Any]:
-    """The audit line of one SignCertificateVerify / GetIdentity decision."""
+def decision_record(d: Decision, when: float | None = None) -> dict[str, Any]:
+    """The audit line of one SignCertificateVerify / GetIdentity decision (``when``: its wall-clock
+    time, taken on the event loop; the line itself is built in the writer thread)."""
     return {
         "type": "decision",
-        "time": _now(),
+        "time": _now(when),
         "request_id": d.request_id,
         "rpc": d.rpc,
         "sub": d.subject,
@@ -99,44 +107,82 @@ class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
             os.fchmod(fd, 0o600)
         return open(fd, self.mode, encoding=self.encoding)
 
-    def format(self, record: logging.LogRecord) -> str:
-        return record.msg  # type: ignore[return-value]
-
-    def emit(self, record: logging.LogRecord) -> None:
+    def write_lines(self, lines: list[str]) -> None:
+        """Append finished JSON lines in one write (writer thread only)."""
         try:
-            self.reopenIfNeeded()  # outside logging's own try: a failed reopen must not kill the thread
-        except OSError:
-            self.handleError(record)
+            self.reopenIfNeeded()
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except OSError:  # a failed write or reopen must not kill the thread: count, log, go on
+            self._failed(len(lines))
             return
-        before = self._owner.write_errors
-        logging.FileHandler.emit(self, record)
-        if self._owner.write_errors == before:
-            self._owner.lines_written += 1
+        self._owner.lines_written += len(lines)
 
-    def handleError(self, record: logging.LogRecord) -> None:
+    def _failed(self, lines: int) -> None:
         self._owner.write_errors += 1
-        self._owner.dropped += 1
-        log.error("audit log write failed (line lost): %s", self.baseFilename, exc_info=False)
+        self._owner.dropped += lines
+        log.error("audit log write failed (%d line(s) lost): %s", lines, self.baseFilename, exc_info=False)
+
+
+def _line(item: tuple[Any, ...]) -> str:
+    kind, when, body = item
+    record = decision_record(body, when) if kind == "decision" else body
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+class _BatchListener(logging.handlers.QueueListener):
+    """The writer thread: formats and writes everything queued so far as one batch."""
+
+    def __init__(self, q: queue.SimpleQueue[Any], file: _PrivateFileHandler) -> None:
+        super().__init__(q)
+        self.file = file
+
+    def handle(self, record: Any) -> None:
+        items = [record]
+        sentinel = self._sentinel  # type: ignore[attr-defined]
+        while len(items) < BATCH:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is sentinel:
+                self.queue.put_nowait(item)  # stop after this batch (nothing was queued behind it)
+                break
+            items.append(item)
+        lines = []
+        for item in items:
+            try:
+                lines.append(_line(item))
+            except Exception:  # one bad item must not lose the batch or the thread
+                self.file._failed(1)
+        if lines:
+            self.file.write_lines(lines)
 
 
 class _BoundedQueueHandler(logging.handlers.QueueHandler):
-    """Never blocks: a full queue drops the line and counts it."""
+    """Never blocks: beyond ``max_queue`` items waiting, the item is dropped and counted.
 
-    def __init__(self, q: queue.Queue[Any], owner: AuditLog) -> None:
-        super().__init__(q)
+    The items are ``(kind, wall time, Decision or admin record)`` tuples, not LogRecords: the
+    loop only enqueues, the writer thread formats. The queue is a :class:`queue.SimpleQueue`
+    (no lock and condition per put); the bound is checked here, by its only producer, the loop.
+    """
+
+    def __init__(self, q: queue.SimpleQueue[Any], owner: AuditLog, max_queue: int) -> None:
+        super().__init__(q)  # type: ignore[arg-type]
         self._owner = owner
+        self.max_queue = max_queue
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record  # already a finished JSON line: nothing to format on the loop
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            o = self._owner
-            o.dropped += 1
-            if o.dropped & (o.dropped - 1) == 0:  # log at powers of two, not per line
-                log.error("audit queue full: %d lines dropped so far (is %s writable and fast?)", o.dropped, o.path)
+    def enqueue(self, record: Any) -> None:
+        q = self.queue
+        if q.qsize() < self.max_queue:
+            q.put_nowait(record)
+            return
+        o = self._owner
+        o.dropped += 1
+        if o.dropped & (o.dropped - 1) == 0:  # log at powers of two, not per line
+            log.error("audit queue full: %d lines dropped so far (is %s writable and fast?)", o.dropped, o.path)
 
 
 class AuditLog:
@@ -149,10 +195,12 @@ class AuditLog:
         self.dropped = 0
         self.write_errors = 0
         self.close_timeout = close_timeout
-        self._queue: queue.Queue[Any] = queue.Queue(max_queue)
-        self._producer = _BoundedQueueHandler(self._queue, self)
+        self.max_queue = max_queue
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._producer = _BoundedQueueHandler(self._queue, self, max_queue)
+        self._enqueue = self._producer.enqueue
         self._file: _PrivateFileHandler | None = None
-        self._listener: logging.handlers.QueueListener | None = None
+        self._listener: _BatchListener | None = None
 
     @property
     def enabled(self) -> bool:
@@ -165,22 +213,21 @@ class AuditLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = _PrivateFileHandler(self.path, self)
-        self._listener = logging.handlers.QueueListener(self._queue, self._file)
+        self._listener = _BatchListener(self._queue, self._file)
         self._listener.start()
 
     def close(self) -> None:
         """Write what is queued (for at most ``close_timeout``), then stop. Blocking: run it in a thread."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            try:
-                # QueueListener.stop() puts its sentinel without waiting: on a full queue it would
-                # raise and leave the thread running. Wait for room, bounded.
-                self._queue.put(listener._sentinel, timeout=self.close_timeout)  # type: ignore[attr-defined]
-            except queue.Full:
-                log.error("audit log: writer did not drain within %.1f s at shutdown", self.close_timeout)
+            # Not QueueListener.stop(): its join has no timeout. The sentinel goes behind what is
+            # queued (the queue itself is unbounded; the bound is the producer's), then a bounded join.
+            self._queue.put_nowait(listener._sentinel)  # type: ignore[attr-defined]
             thread = listener._thread  # type: ignore[attr-defined]
             if thread is not None:
                 thread.join(self.close_timeout)
+                if thread.is_alive():
+                    log.error("audit log: writer did not drain within %.1f s at shutdown", self.close_timeout)
             listener._thread = None  # type: ignore[attr-defined]
         if self._file is not None:
             self._file.close()
@@ -188,9 +235,9 @@ class AuditLog:
 
     # --- producers (event loop) ---------------------------------------------------------------
     def decision(self, d: Decision) -> None:
-        """A decision observer: one line per decision."""
+        """A decision observer: one line per decision, built and written by the writer thread."""
         if self.path is not None:
-            self._put(decision_record(d))
+            self._enqueue(("decision", time.time(), d))
 
     def admin(self, **kw: Any) -> dict[str, Any]:
         record = admin_record(**kw)
@@ -198,12 +245,8 @@ class AuditLog:
                  record["client"] or "-", extra={"request_id": record["request_id"],
                                                  "fields": {"audit": record}})
         if self.path is not None:
-            self._put(record)
+            self._enqueue(("admin", None, record))
         return record
-
-    def _put(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-        self._producer.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
 
 
 AUDIT_FAMILIES = (
@@ -231,7 +274,7 @@ class AuditMetrics:
         yield ("swqos_audit_dropped", (), float(a.dropped))
         yield ("swqos_audit_write_errors", (), float(a.write_errors))
         yield ("swqos_audit_queue", (), float(a._queue.qsize()))
-        yield ("swqos_audit_queue_limit", (), float(a._queue.maxsize))
+        yield ("swqos_audit_queue_limit", (), float(a.max_queue))
 
 
 class AuditService:

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 USER = "swqos"
-PASSWORD = "correct-horse-battery-staple-7f3a"
+PASSWORD = "correct-horse-battery-staple-7f3a"  # noqa: S105 (a loopback test server's password)
 #: The ACL rule of the docs: only our keys, only the commands the store sends.
 ACL_COMMANDS = ("+ping +time +select +evalsha +eval +script|load +script|exists +get +set +del "
                 "+incr +lpush +ltrim +pexpire +llen +lindex +pttl +xadd +xread +xrevrange +zadd +zrangebyscore "

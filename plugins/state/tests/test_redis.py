@@ -10,9 +10,9 @@ import pytest
 from swqos_core.errors import ConfigError
 from swqos_core.store import Cell, FailureRule, StoreUnavailable
 from swqos_state.redis_store import redact
+from swqos_state.testing import PASSWORD
 
 from .helpers import FakeState, redis_store_for
-from swqos_state.testing import PASSWORD
 
 S = 1_000_000_000
 RULE = FailureRule(3, 60, 100, 1000, 600)
