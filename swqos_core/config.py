@@ -70,8 +70,9 @@ class ProxySettings:
     #: A TLS handshake not complete within this is dropped (slow-handshake floods).
     tls_handshake_timeout_ms: int = 5000
     #: Open connections at once; past it new connections are closed at accept (grpc core's
-    #: connection quota). CDN edges multiplex many traders on few connections.
-    max_connections: int = 2048
+    #: connection quota). A memory bound (about 20-45 KB per idle connection, measured), set well
+    #: above an idle flood that the handshake timeout clears: CDN edges need few connections.
+    max_connections: int = 8192
     #: A connection with no call for this long gets a GOAWAY.
     connection_idle_s: float = 300.0
     #: Any connection is recycled after this long (GOAWAY, then ``connection_age_grace_s``).

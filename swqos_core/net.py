@@ -144,7 +144,8 @@ def parse_listen(text: str, *, where: str, kinds: tuple[str, ...] = ("tcp",)) ->
         if "vsock" not in kinds:
             raise fail("a vsock address is not allowed here")
         cid, sep, port = text[len("vsock://"):].partition(":")
-        if not (sep and cid.isdigit() and port.isdigit()) or int(port) > 0xFFFFFFFF:
+        # CID -1 is VMADDR_CID_ANY: an enclave listens on any CID.
+        if not (sep and (cid.isdigit() or cid == "-1") and port.isdigit()) or int(port) > 0xFFFFFFFF:
             raise fail("CID and PORT must be integers")
         return ListenAddress("vsock", cid=int(cid), port=int(port))
     if "tcp" not in kinds:

@@ -115,3 +115,18 @@ def require_kit(pluginmanager: pluggy.PluginManager) -> None:
 
 __all__ = ["FAMILIES", "PLUGIN_NAME", "CdnMetrics", "edge_resolvers", "reload_operation", "require_kit",
            "status_reporter"]
+
+
+def config_problems(app: Any, strict: bool) -> list[str]:
+    """Strict only: a resolver that lets non-CDN peers or private client addresses through."""
+    if not strict:
+        return []
+    problems = []
+    for name, layer in edge_resolvers(app):
+        if not layer.settings.require_cdn:
+            problems.append(f"[layers.client_ip.{name}] require_cdn = false: a public proxy must refuse "
+                            "requests that do not come through the CDN")
+        if layer.settings.allow_non_global:
+            problems.append(f"[layers.client_ip.{name}] allow_non_global = true is a staging setting: a public "
+                            "proxy must refuse private and reserved client addresses")
+    return problems

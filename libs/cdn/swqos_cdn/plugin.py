@@ -42,3 +42,9 @@ def swqos_register_admin_operations(app, register):
 @hookimpl
 def swqos_register_status(app, register):
     register("cdn", contrib.status_reporter(app))
+
+
+@hookimpl
+def swqos_check_config(app, strict):
+    """When strict: every CDN resolver requires the CDN and refuses non-global client addresses."""
+    return contrib.config_problems(app, strict)

@@ -2,6 +2,7 @@
 
 from swqos_auth_jwt.admin_ops import operations_for
 from swqos_auth_jwt.api_tokens import ApiTokenAuthenticator, ApiTokenSettings
+from swqos_auth_jwt.checks import config_problems
 from swqos_auth_jwt.cli import add_commands
 from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtSettings
 from swqos_auth_jwt.metrics import collector_for
@@ -42,3 +43,9 @@ def swqos_register_metrics(app, register):
     collector = collector_for(app)
     if collector is not None:
         register(collector)
+
+
+@hookimpl
+def swqos_check_config(app, strict):
+    """When strict: a development issuer (the dev stack's keys) is never trusted by a public proxy."""
+    return config_problems(app, strict)

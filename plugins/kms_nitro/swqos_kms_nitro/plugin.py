@@ -2,7 +2,13 @@
 
 from swqos_core import hookimpl
 from swqos_kms_nitro.cli import add_commands
-from swqos_kms_nitro.provider import NitroFakeKeySettings, NitroKeySettings, make_nitro, make_nitro_fake
+from swqos_kms_nitro.provider import (
+    NitroFakeKeySettings,
+    NitroKeyProvider,
+    NitroKeySettings,
+    make_nitro,
+    make_nitro_fake,
+)
 
 
 @hookimpl
@@ -16,3 +22,10 @@ def swqos_register_key_providers(register):
 @hookimpl
 def swqos_add_commands(subparsers):
     add_commands(subparsers)
+
+
+@hookimpl
+def swqos_check_config(app, strict):
+    """The sealed key is present, the KMS key id and region are well formed."""
+    return [p for name, layer in app.layers.get("key_provider", []) if isinstance(layer, NitroKeyProvider)
+            for p in layer.check(f"[layers.key_provider.{name}]")]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -102,6 +103,12 @@ class NitroFakeKeySettings(NitroKeySettings):
     fake_variant: Literal["normal", "debug", "expired"] = "normal"
 
 
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:(key/[0-9a-f-]{36}|alias/[A-Za-z0-9/_-]+)")
+_KEY_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ALIAS = re.compile(r"alias/[A-Za-z0-9/_-]+")
+
+
 def _parse_expected_pcrs(raw: dict[str, list[str]], problems: list[str]) -> dict[int, list[bytes]]:
     out: dict[int, list[bytes]] = {}
     for key, values in raw.items():
@@ -159,6 +166,20 @@ class NitroKeyProvider:
         self.root = root
         self.default_credentials = default_credentials
         self._measurement: str | None = None
+
+    def check(self, where: str) -> list[str]:
+        """What ``swqos config check`` reports without contacting KMS or the NSM."""
+        s = self.settings
+        problems = []
+        if not s.ciphertext_file.is_file():
+            problems.append(f"{where} ciphertext_file: {s.ciphertext_file} does not exist (create it with swqos kms seal)")
+        if not _REGION.fullmatch(s.region):
+            problems.append(f"{where} region = {s.region!r} is not an AWS region name (e.g. us-east-1)")
+        if not (_KEY_ARN.fullmatch(s.key_id) or _KEY_UUID.fullmatch(s.key_id) or _ALIAS.fullmatch(s.key_id)):
+            problems.append(f"{where} key_id = {s.key_id!r} is not a KMS key ARN, key id or alias")
+        if not self.expected_pcrs:
+            problems.append(f"{where} expected_pcrs is empty: list at least PCR0 of the image KMS releases the key to")
+        return problems
 
     # --- KeyProvider ------------------------------------------------------------------------
 

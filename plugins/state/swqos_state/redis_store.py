@@ -136,9 +136,10 @@ class RedisSettings(SyncSettings):
     #: Prefix of every key, so one Redis can hold several fleets (or other data, with an ACL
     #: that limits the user to ``~<prefix>*``).
     prefix: str = "swqos:"
-    #: Per-command timeout (ms). A request-path call that times out is a store failure.
-    timeout_ms: int = 250
-    connect_timeout_ms: int = 1000
+    #: Per-command timeout (ms), also the wait for a pooled connection. A request-path call that
+    #: times out is a store failure; keep it well under ``[proxy] deadline_ms``.
+    timeout_ms: int = 50
+    connect_timeout_ms: int = 500
     #: Connections in the pool; a caller waits at most ``timeout_ms`` for one.
     max_connections: int = 32
     #: Start even when Redis is unreachable (logged); with ``on_failure = "refuse"`` the proxy then
@@ -303,6 +304,10 @@ class RedisStateStore(StoreSync):
     async def take(self, cells: Sequence[Cell]) -> Taken:
         if not 0 < len(cells) <= MAX_CELLS:
             raise ValueError(f"take needs 1 to {MAX_CELLS} cells")
+        if self._failing_since is not None:
+            # Known down: fail at once (the caller falls back) rather than wait out a connect
+            # timeout per request; the sync loop keeps probing and clears this when Redis answers.
+            raise StoreUnavailable(f"redis {self.where}: unreachable since {self.last_error or 'start'}")
         args: list[int] = []
         for c in cells:
             args += [max(1, c.interval_ns // 1000), c.tolerance_ns // 1000]

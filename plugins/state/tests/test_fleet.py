@@ -157,3 +157,14 @@ async def test_redis_outage_halts_signing_and_recovers_without_restart(tmp_path,
         for replica in (a, b, c):
             await replica.wait_serving(True, timeout=5)
         assert (await c.sign(CV, token=token, metadata=ip("203.0.113.30"))).code == grpc.StatusCode.OK
+
+
+@pytest.mark.slow
+async def test_metrics_and_status_name_the_store(tmp_path, redis_server):
+    async with fleet(tmp_path, redis_server) as (a, _b, _c):
+        app = a.proxy.app
+        [(_, collector)] = [(o, c) for o, c in app.contributions.metrics if o == "state"]
+        samples = {(name, labels): value for name, labels, value in collector.collect()}
+        assert samples[("swqos_state_store_available", ("redis",))] == 1.0
+        owner, report = app.contributions.status["state_store"]
+        assert owner == "state" and report()["available"] is True
