@@ -3,11 +3,11 @@
 import logging
 from pathlib import Path
 
-from .cloudfront_helpers import ip_ranges
-
 from swqos_cdn_cloudfront.resolver import CloudFrontResolver, CloudFrontSettings
 from swqos_core.layers import BuildContext
 from swqos_testing.conformance import ClientIpResolverConformance
+
+from .cloudfront_helpers import ip_ranges
 
 
 def build(settings: CloudFrontSettings) -> CloudFrontResolver:

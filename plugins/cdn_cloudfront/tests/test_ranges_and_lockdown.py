@@ -3,12 +3,13 @@
 import ipaddress
 
 import pytest
-from .cloudfront_helpers import ip_ranges
 
 from swqos_cdn import RangeError, load_snapshot, render_aws_sg, render_nftables, render_terraform, run_cdn_command
 from swqos_cdn_cloudfront.ranges import PREFIX_LISTS, PROVIDER, parse_ip_ranges, shipped
 from swqos_testing.conformance import RangeDocumentServer
 from swqos_testing.conformance.lockdown import aws_cli_accepts, check_aws_sg, check_terraform, have, nft_check
+
+from .cloudfront_helpers import ip_ranges
 
 V4 = ["130.176.0.0/18", "15.158.0.0/16"]
 V6 = ["2600:9000:1400::/39"]
