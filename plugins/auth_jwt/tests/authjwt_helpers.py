@@ -15,6 +15,7 @@ from swqos_auth_jwt.bruteforce import BruteForceSettings
 from swqos_auth_jwt.issuer import sign_compact
 from swqos_auth_jwt.jwt_auth import JwtAuthenticator, JwtKeySettings, JwtSettings
 from swqos_auth_jwt.strict import b64url_encode
+from swqos_core.errors import Rejection
 from swqos_core.layers import ClientAddress, RequestHead
 from swqos_testing.clock import FakeClock
 
@@ -73,6 +74,15 @@ def head(*auth: str, rpc: str = "SignCertificateVerify", extra: tuple[tuple[str,
 
 def bearer(token: str) -> RequestHead:
     return head(f"Bearer {token}")
+
+
+async def attempt(auth, tok: str, cl: ClientAddress) -> Rejection | None:
+    """Authenticate ``tok`` from ``cl``: the Rejection, or None when it was accepted."""
+    try:
+        await auth.authenticate(bearer(tok), cl)
+    except Rejection as r:
+        return r
+    return None
 
 
 def client(ip: str = "198.51.100.7") -> ClientAddress:

@@ -8,23 +8,14 @@ import ipaddress
 import grpc
 import pytest
 
-from swqos_core.errors import Rejection
 from swqos_core.guard import BruteForceSettings
 from swqos_core.layers import ClientAddress
 
-from .authjwt_helpers import bearer, client
+from .authjwt_helpers import attempt, client
 
 
 def v6(addr: str) -> ClientAddress:
     return ClientAddress(ipaddress.ip_address(addr), "peer", f"ipv6:[{addr}]:443")
-
-
-async def attempt(auth, tok, cl) -> Rejection | None:
-    try:
-        await auth.authenticate(bearer(tok), cl)
-    except Rejection as r:
-        return r
-    return None
 
 
 @pytest.fixture

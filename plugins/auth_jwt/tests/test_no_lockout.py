@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from swqos_core.errors import Rejection
 from swqos_core.guard import BruteForceSettings
 
-from .authjwt_helpers import bearer, client
-
-
-async def attempt(auth, tok, cl) -> Rejection | None:
-    try:
-        await auth.authenticate(bearer(tok), cl)
-    except Rejection as r:
-        return r
-    return None
+from .authjwt_helpers import attempt, client
 
 
 async def test_a_verified_token_keeps_working_from_an_address_others_got_banned(env):
