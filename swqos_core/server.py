@@ -26,7 +26,7 @@ from swqos_core import TLS13_ONLY_CIPHER_SUITES, __version__, memory
 from swqos_core.check import strict_rules
 from swqos_core.config import AppConfig, ProxySettings
 from swqos_core.enclave.client import EnclaveClient
-from swqos_core.errors import ConfigError, Rejection, invalid_argument
+from swqos_core.errors import ConfigError, Rejection, invalid_argument, resource_exhausted
 from swqos_core.layers import Call, Closable, RequestHead, RpcName, Startable
 from swqos_core.logs import set_request_id
 from swqos_core.net import parse_listen
@@ -75,6 +75,10 @@ class SignerService:
     def __init__(self, pipeline: Pipeline, settings: ProxySettings) -> None:
         self.pipeline = pipeline
         self.deadline = settings.deadline_ms / 1000
+        #: Calls in progress, bounded by ``[proxy] max_concurrent_rpcs``: counted here (not only by
+        #: grpc's own cap, set higher as a backstop) so a refusal is a Decision with a metric label.
+        self.max_calls = settings.max_concurrent_rpcs
+        self.calls = 0
 
     # Both RPCs are unary on the wire but served as stream-unary: the handler then runs when the
     # stream's HEADERS arrive, not when its body does, so the deadline also bounds a client that
@@ -82,9 +86,13 @@ class SignerService:
     async def sign(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
         call = self._call("SignCertificateVerify", context)
         try:
-            async with asyncio.timeout_at(self._loop_deadline(call)):
-                call.raw = await self._read_one(call, context)
-                signature = await self.pipeline.sign(call)
+            self._enter(call)
+            try:
+                async with asyncio.timeout_at(self._loop_deadline(call)):
+                    call.raw = await self._read_one(call, context)
+                    signature = await self.pipeline.sign(call)
+            finally:
+                self.calls -= 1
         except Rejection as exc:
             await self._refuse(context, exc)
         except TimeoutError:
@@ -94,14 +102,27 @@ class SignerService:
     async def identity(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
         call = self._call("GetIdentity", context)
         try:
-            async with asyncio.timeout_at(self._loop_deadline(call)):
-                call.raw = await self._read_one(call, context)
-                public_key, document = await self.pipeline.identity(call)
+            self._enter(call)
+            try:
+                async with asyncio.timeout_at(self._loop_deadline(call)):
+                    call.raw = await self._read_one(call, context)
+                    public_key, document = await self.pipeline.identity(call)
+            finally:
+                self.calls -= 1
         except Rejection as exc:
             await self._refuse(context, exc)
         except TimeoutError:
             await self._refuse(context, _deadline_exceeded(), call)
         return signer_pb2.GetIdentityResponse(public_key=public_key, attestation_document=document).SerializeToString()
+
+    def _enter(self, call: Call) -> None:
+        """Count the call in, or refuse it at once when ``max_concurrent_rpcs`` are in progress."""
+        if self.calls >= self.max_calls:
+            rejection = resource_exhausted("too many calls in progress on this proxy; retry shortly",
+                                           retry_after=0.05, label="too_many_calls", stage="admission")
+            self.pipeline.decide(call, rejection)
+            raise rejection
+        self.calls += 1
 
     async def _read_one(self, call: Call, context: grpc.aio.ServicerContext) -> bytes:
         """Exactly one request message, as a unary method has; anything else is a malformed call."""
@@ -312,7 +333,7 @@ async def start_proxy(cfg: AppConfig, *, extra_plugins: tuple = (), blocked: tup
         observers=[observer for _, _, observer in contributions.observers],
     )
     server = grpc.aio.server(options=grpc_options(settings, reuse_port=reuse_port),
-                             maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
+                             maximum_concurrent_rpcs=2 * settings.max_concurrent_rpcs)
     service = SignerService(pipeline, settings)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
         "SignCertificateVerify": grpc.stream_unary_rpc_method_handler(service.sign),

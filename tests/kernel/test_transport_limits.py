@@ -4,6 +4,7 @@ slow TLS handshakes, a connection cap, and a second proxy on the same address.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -98,3 +99,26 @@ async def test_a_second_proxy_on_the_same_address_fails_naming_it(tmp_path):
         assert cfg.settings.listen in str(info.value) and "in use" in str(info.value)
         with socket.create_connection(("127.0.0.1", int(stack.target.rsplit(":", 1)[1])), timeout=2):
             pass  # the first proxy still listens
+
+
+async def test_calls_past_max_concurrent_rpcs_are_refused_at_once_with_a_label(tmp_path):
+    cfg = {"proxy": {"max_concurrent_rpcs": 1, "deadline_ms": 3000}}
+    async with running_stack(tmp_path, proxy=cfg) as stack:
+        token = stack.token("t")
+        hold = stack.channel().stream_unary(f"/{SERVICE}/SignCertificateVerify")  # the stack's channel: not closed here
+        never = asyncio.Event()
+
+        async def silent():
+            await never.wait()
+            yield b""  # never reached
+
+        held = asyncio.ensure_future(hold(silent(), metadata=(("authorization", f"Bearer {token}"),), timeout=10))
+        await asyncio.sleep(0.3)  # the first call now holds the only slot
+        refused = await stack.sign(valid_cv(), token=token)
+        held.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await held
+        assert refused.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "too many calls" in refused.details
+        assert dict(refused.trailing).get("retry-after")
+        assert await stack.signatures_made() == 0
+        assert (await stack.sign(valid_cv(), token=token)).code is grpc.StatusCode.OK  # the slot came back
