@@ -1,4 +1,4 @@
-"""``python -m benchmarks.hostile_connections [--quick] [--set KEY=JSON ...]``: transport floods against a real host-proxy.
+"""Transport floods against a real host-proxy (python -m benchmarks.hostile_connections [--quick] [--set KEY=JSON]).
 
 Loopback only, bounded in count and time (about a minute). The stack is the one ``swqos serve
 --dev`` runs (``swqos_dev.devstack``: the same generated keys and configs), but with the enclave

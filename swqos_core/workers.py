@@ -11,11 +11,12 @@ a SO_REUSEPORT port only between sockets of one user.
 
 The supervisor imports no grpc. It starts each worker as ``swqos serve --config FILE`` with
 ``subprocess`` and no ``preexec_fn`` (grpc's fork handlers can abort a forked child); the worker
-asks for ``PR_SET_PDEATHSIG`` itself (:func:`swqos_core.enclave.child.die_with_parent`) and
-reports readiness on a pipe; worker 0 starts first, the others when it serves. A worker that exits is restarted after a backoff doubling from
-:data:`BACKOFF_FIRST_S` to :data:`BACKOFF_MAX_S`; SIGTERM and SIGINT are forwarded to every worker
-and the supervisor exits once they have (SIGKILL after :data:`STOP_GRACE_S`). A worker that fails
-before the first start completes (a config error, an address in use) stops the start: exit 1.
+asks for ``PR_SET_PDEATHSIG`` (SIGKILL) itself (:func:`swqos_core.enclave.child.die_with_parent`)
+and reports readiness on a pipe. Worker 0 starts first, the others once it serves. A worker that
+exits is restarted after a backoff doubling from :data:`BACKOFF_FIRST_S` to :data:`BACKOFF_MAX_S`;
+SIGTERM and SIGINT are forwarded to every worker and the supervisor exits once they have (SIGKILL
+after :data:`STOP_GRACE_S`). A worker that fails before the first start completes (a config error,
+an address in use) stops the start: exit 1.
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def worker_slot(cfg: Any) -> WorkerSlot | None:
     raw = os.environ.pop(WORKER_ENV, None)
     if raw is None:
         return None
-    die_with_parent(PARENT_ENV, who="swqos serve worker")
+    # SIGKILL, not SIGTERM: the supervisor's death was not graceful either, a worker holds no key,
+    # and a worker must never outlive its supervisor's lock (nor can it miss SIGKILL).
+    die_with_parent(PARENT_ENV, who="swqos serve worker", sig=signal.SIGKILL)
     listen = cfg.settings.listen
     try:
         index, lock_fd, ready_fd = (int(x) for x in raw.split(":"))
@@ -203,6 +206,8 @@ class Supervisor:
         w.proc = None
         if starting:
             raise _StartFailed(f"worker {w.index} exited before serving")
+        if self.stop_signal is not None:  # stopping (systemd signals every process of the unit): no restart
+            return
         w.crashes = 1 if now - w.started >= STABLE_S else w.crashes + 1
         delay = min(BACKOFF_FIRST_S * 2 ** (w.crashes - 1), BACKOFF_MAX_S)
         w.restart_at = now + delay

@@ -22,8 +22,8 @@ _PR_SET_PDEATHSIG = 1
 PARENT_ENV = "SWQOS_ENCLAVE_PARENT_PID"
 
 
-def die_with_parent(env: str = PARENT_ENV, who: str = "swqos enclave") -> None:
-    """In the enclave child (or a host-proxy worker, ``env`` naming its variable): get SIGTERM
+def die_with_parent(env: str = PARENT_ENV, who: str = "swqos enclave", sig: int = signal.SIGTERM) -> None:
+    """In the enclave child (or a host-proxy worker, ``env`` naming its variable): get ``sig``
     when the parent whose pid ``env`` holds dies, and exit now if it already has.
 
     Done by the child itself at startup rather than in a ``preexec_fn``: that would make
@@ -34,7 +34,7 @@ def die_with_parent(env: str = PARENT_ENV, who: str = "swqos enclave") -> None:
     if parent is None or not sys.platform.startswith("linux"):
         return
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
     except (OSError, AttributeError):  # the parent's normal shutdown still stops it
         return
     if os.getppid() != int(parent):  # the parent died before prctl took effect
