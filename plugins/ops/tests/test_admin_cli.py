@@ -34,7 +34,7 @@ async def test_cli_drives_the_admin_api(tmp_path, admin_store, monkeypatch, caps
         assert "unknown trader 'zed'" in capsys.readouterr().err
         assert await swqos("revoke-trader", "zed", "--force") == 0
         assert json.loads(capsys.readouterr().out)["revoked"] is True
-        assert (await stack.sign(valid_cv(), token=stack.token("zed"))).code == grpc.StatusCode.UNAUTHENTICATED
+        assert (await stack.sign(valid_cv(), token=stack.token("zed"))).code == grpc.StatusCode.PERMISSION_DENIED
 
         assert await swqos("quota", "zed", "--rate", "120/60/32") == 0
         quota = json.loads(capsys.readouterr().out)["quota"]["rate_limit.gcra"]

@@ -116,7 +116,7 @@ async def test_audit_file_is_private_and_holds_no_credentials(tmp_path, admin_st
         assert (await stack.sign(valid_cv(), token=jwt)).code == grpc.StatusCode.OK
         status, _ = await admin(stack, token, "revoke-trader", {"sub": "ivy"})
         assert status == 200
-        assert (await stack.sign(valid_cv(), token=jwt)).code == grpc.StatusCode.UNAUTHENTICATED
+        assert (await stack.sign(valid_cv(), token=jwt)).code == grpc.StatusCode.PERMISSION_DENIED
         path = tmp_path / "audit.jsonl"
         lines = await audit_lines(path, 3)
         assert [x["type"] for x in lines] == ["decision", "admin", "decision"]

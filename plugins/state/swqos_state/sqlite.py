@@ -168,8 +168,26 @@ class SqliteStateStore(StoreSync):
         db.execute("COMMIT")
         self._set_synchronous(db, "NORMAL")
 
-    def _check(self) -> None:
-        db = self._db
+    def check_existing(self) -> None:
+        """Check an existing file read-only (``swqos config check``, the factory): nothing is created
+        or written; ConfigError names the file. A missing file is fine (``start`` creates it)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"[layers.store.sqlite] cannot open {self.path}: {exc}") from None
+        try:
+            self._check(db, write=False)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"[layers.store.sqlite] {self.path} is not a usable swqos state file ({exc}); "
+                              "refusing to start. Move it aside (or restore it from `swqos state export`) "
+                              "rather than let swqos reset it") from None
+        finally:
+            db.close()
+
+    def _check(self, db: sqlite3.Connection | None = None, *, write: bool = True) -> None:
+        db = db or self._db
         assert db is not None
         app = db.execute("PRAGMA application_id").fetchone()[0]
         if app != APPLICATION_ID:
@@ -191,8 +209,9 @@ class SqliteStateStore(StoreSync):
         if not _TABLES <= tables:
             raise ConfigError(f"[layers.store.sqlite] {self.path} lacks the tables {sorted(_TABLES - tables)}; "
                               "refusing to start")
-        db.execute("PRAGMA journal_mode = WAL")
-        self._set_synchronous(db, "NORMAL")
+        if write:
+            db.execute("PRAGMA journal_mode = WAL")
+            self._set_synchronous(db, "NORMAL")
 
     @staticmethod
     def _set_synchronous(db: sqlite3.Connection, level: str) -> None:
@@ -471,7 +490,8 @@ class SqliteStateStore(StoreSync):
 
 
 def build(settings: SqliteSettings, ctx: Any) -> SqliteStateStore:
-    """The registered factory: opens and checks the file now, so a bad file stops startup."""
+    """The registered factory: an existing file is checked now (read-only), so a bad file stops
+    startup and ``config check``; ``start`` (first of every layer) opens or creates it."""
     store = SqliteStateStore(settings, ctx.path(settings.path), state=ctx.state, logger=ctx.logger)
-    store.open()
+    store.check_existing()
     return store

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -141,6 +140,7 @@ class StoreSync:
         self._pending: collections.deque[tuple[str, FailureRule]] = collections.deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._last_ok = monotonic()
         self._failing_since: float | None = None
         self._halted = False
@@ -203,10 +203,10 @@ class StoreSync:
         self._wake.set()
 
     async def _send_failures(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending and not self._stopping:
                 batch = [self._pending.popleft() for _ in range(min(len(self._pending), 64))]
                 try:
                     states = await self.record_failures(batch)
@@ -234,19 +234,24 @@ class StoreSync:
         self._ok()
 
     def start_sync(self) -> None:
+        self._stopping = False
         self._tasks = [asyncio.create_task(self._poll_forever(), name=f"{self.name}-sync"),
                        asyncio.create_task(self._send_failures(), name=f"{self.name}-failures")]
 
     async def stop_sync(self) -> None:
+        # The flag as well as the cancel: a client library that turns a cancellation inside a
+        # command into its own error must not keep the loops alive, and close never waits long.
+        self._stopping = True
         tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2.0)
+            if pending:
+                self.log.error("%s: %d background tasks did not stop within 2 s", self.name, len(pending))
 
     async def _poll_forever(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.sync.sync_interval)
             try:
                 await self.poll_once()

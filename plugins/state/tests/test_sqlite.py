@@ -74,6 +74,7 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path):
 def test_a_newer_schema_is_refused(tmp_path):
     path = tmp_path / "s.sqlite3"
     store = sqlite_store(tmp_path, path=str(path))
+    store.open()
     store.close_now()
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 99")
@@ -85,6 +86,7 @@ def test_a_newer_schema_is_refused(tmp_path):
 def test_a_corrupt_file_is_refused(tmp_path):
     path = tmp_path / "s.sqlite3"
     store = sqlite_store(tmp_path, path=str(path))
+    store.open()
     store.close_now()
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA journal_mode = DELETE")  # fold the WAL in so the bytes below are the data
@@ -133,6 +135,11 @@ async def test_table_full_of_limited_cells_refuses_new_keys(tmp_path):
         assert not (await store.take([Cell("rl:hs:0", hour, 0, "address_handshakes")])).ok
     finally:
         await store.close()
+
+
+def test_building_creates_nothing(tmp_path):
+    sqlite_store(tmp_path, path="state/s.sqlite3")  # what `swqos config check` does
+    assert not (tmp_path / "state").exists()
 
 
 def test_settings_are_checked(tmp_path):
