@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,21 @@ def script(b: Bench, name: str, argv: list[str], *, result_file: Path | None = N
     return out
 
 
+def stores(b: Bench, args: argparse.Namespace, tmp: Path, quick: list[str]) -> dict[str, Any]:
+    """The state stores' comparison (benchmarks/stores.py), as it runs alone."""
+    stores_json = RESULTS / "stores.json"
+    if not (REPO / "benchmarks" / "stores.py").exists():
+        return {"skipped": "benchmarks/stores.py is not there"}
+    keep = tmp / "stores.json.keep"
+    if args.quick and stores_json.exists():
+        shutil.copy2(stores_json, keep)  # a smoke run does not replace the full run's figures
+    try:
+        return script(b, "stores", ["-m", "benchmarks.stores", *quick], result_file=stores_json)
+    finally:
+        if keep.exists():
+            shutil.copy2(keep, stores_json)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short smoke run (two rounds, short runs)")
@@ -389,6 +405,16 @@ def run(p: dict[str, Any], dev: devstack.DevDir, tmp: Path, paths: dict[str, Pat
                                "quick": args.quick, "plan": p, "machine": machine(), "scenarios": list(selected)}
     ctx = multiprocessing.get_context("spawn")
     grpc_scenarios = {"throughput", "paced", "cold", "stages", "quic", "flood"} & set(selected)
+    def attempt(name: str, fn: Any) -> Any:
+        """Run one scenario; a failure is recorded in the results, and the other scenarios still run."""
+        try:
+            results[name] = fn()
+        except Exception as exc:  # a benchmark keeps going: the report says what failed and why
+            b.say(f"{name} FAILED: {type(exc).__name__}: {exc}")
+            results[name] = {"error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc()[-2000:]}
+        return results[name]
+
     try:
         if grpc_scenarios:
             b.start_enclave()
@@ -399,57 +425,52 @@ def run(p: dict[str, Any], dev: devstack.DevDir, tmp: Path, paths: dict[str, Pat
                 if "throughput" in selected:
                     b.say(f"throughput: {p['rounds']} interleaved rounds of {p['round_s']} s, closed loop, "
                           f"{p['workers']} x {p['concurrency']} in flight")
-                    results["throughput"] = throughput(b, pool)
-                    peak = results["throughput"]["summary"]["deployed"]["throughput_rps"]["median"]
+                    t = attempt("throughput", lambda: throughput(b, pool))
+                    peak = _report._get(t, "summary", "deployed", "throughput_rps", "median")
                 if peak is None:
                     t = b.targets["deployed"]
                     peak = b.measure(pool, t, [b.job(t.addr)] * p["workers"])["throughput_rps"]
                 if "paced" in selected:
                     b.say(f"paced: {p['paced_rounds']} interleaved rounds of {p['paced_s']} s at {p['fixed_rate']}/s "
                           f"and at half of (b)'s peak ({peak / 2:.0f}/s)")
-                    results["paced"] = paced(b, pool, peak)
+                    attempt("paced", lambda: paced(b, pool, peak))
                 if "cold" in selected:
-                    results["cold"] = cold(b, pool, peak)
-                results["deployed_proof"] = scrape(b)
+                    attempt("cold", lambda: cold(b, pool, peak))
+                attempt("deployed_proof", lambda: scrape(b))
                 if "quic" in selected:
                     from benchmarks import _quic
 
-                    b.say(f"QUIC: {p['quic_handshakes']} handshakes warm and {p['quic_handshakes']} after "
-                          f"{p['quic_idle_s']} s idle, through (b), alternating with a local key")
-                    results["quic"] = asyncio.run(_quic.measure(b.targets["deployed"].addr, b.ca, b.token,
-                                                                from_base58(dev.identity_b58()),
-                                                                p["quic_handshakes"], p["quic_idle_s"]))
+                    b.say(f"QUIC: {p['quic_handshakes']} handshakes warm, {p['quic_handshakes']} after "
+                          f"{p['quic_idle_s']} s idle, {p['quic_handshakes']} after idle with keep_warm, through (b), "
+                          "alternating with a local key")
+                    attempt("quic", lambda: asyncio.run(_quic.measure(
+                        b.targets["deployed"].addr, b.ca, b.token, from_base58(dev.identity_b58()),
+                        p["quic_handshakes"], p["quic_idle_s"])))
                 for name in THROUGHPUT_TARGETS:
                     b.stop(name)
                 if "stages" in selected:
-                    results["stages"] = stages(b, pool)
+                    attempt("stages", lambda: stages(b, pool))
                 if "flood" in selected:
-                    results["flood"] = flood(b, pool)
+                    attempt("flood", lambda: flood(b, pool))
             b.close()
         quick = ["--quick"] if args.quick else []
         if "hostile_argon2" in selected:
-            out = tmp / "hostile_argon2.json"
-            results["hostile_argon2"] = script(b, "hostile_argon2", [
-                "benchmarks/hostile_argon2.py", "--flood-seconds", str(p["argon2_flood_s"]), "--out", str(out)],
-                result_file=out)
+            out_a = tmp / "hostile_argon2.json"
+            attempt("hostile_argon2", lambda: script(b, "hostile_argon2", [
+                "benchmarks/hostile_argon2.py", "--flood-seconds", str(p["argon2_flood_s"]), "--out", str(out_a)],
+                result_file=out_a))
         if "hostile_connections" in selected:
-            out = tmp / "hostile_connections.json"
-            results["hostile_connections"] = script(b, "hostile_connections", [
-                "-m", "benchmarks.hostile_connections", *quick, "--out", str(out)], result_file=out)
+            out_c = tmp / "hostile_connections.json"
+            attempt("hostile_connections", lambda: script(b, "hostile_connections", [
+                "-m", "benchmarks.hostile_connections", *quick, "--out", str(out_c)], result_file=out_c))
         if "stores" in selected:
-            stores_json = RESULTS / "stores.json"
-            if not (REPO / "benchmarks" / "stores.py").exists():
-                results["stores"] = {"skipped": "benchmarks/stores.py is not there"}
-            else:
-                keep = tmp / "stores.json.keep"
-                if args.quick and stores_json.exists():
-                    shutil.copy2(stores_json, keep)  # a smoke run does not replace the full run's figures
-                results["stores"] = script(b, "stores", ["-m", "benchmarks.stores", *quick], result_file=stores_json)
-                if keep.exists():
-                    shutil.copy2(keep, stores_json)
+            attempt("stores", lambda: stores(b, args, tmp, quick))
         if "micro" in selected:
             b.say("micro-costs")
-            results["micro"] = _stages.measure(0.1 if args.quick else 0.4)
+            attempt("micro", lambda: _stages.measure(0.1 if args.quick else 0.4))
+            attempt("observer_path", lambda: _stages.observer_path(5_000 if args.quick else 50_000))
+            attempt("pipeline_path", lambda: _stages.pipeline_path(2_000 if args.quick else 20_000))
+            attempt("enclave_path", lambda: _stages.enclave_path(1_000 if args.quick else 10_000))
     finally:
         b.close()
     results["wall_seconds"] = round(time.time() - b.started, 1)

@@ -57,21 +57,30 @@ def proxy_config(dev: devstack.DevDir, store: str, redis: RedisServer, root: Pat
         layers["store"] = {"sqlite": {"path": str(root / "state.sqlite3")}}
     elif store == "redis":
         layers["store"] = {"redis": redis.settings(sync_interval=0.25, grace_seconds=2.0)}
-    data = merge(data, {"pipeline": {"store": store, "rate_limit": ["gcra"]}, "layers": layers})
+    # A longer deadline than production's 100 ms: on a loaded 2-core machine a missed deadline
+    # would measure the machine, not the store (refusals are still counted).
+    data = merge(data, {"proxy": {"deadline_ms": 1000}, "pipeline": {"store": store, "rate_limit": ["gcra"]},
+                        "layers": layers})
     path = root / f"proxy-{store}.toml"
     devstack.write_toml(path, data)
     return path
 
 
-async def round_of(replica: Stack, token: str, n: int, payload: bytes) -> tuple[list[float], float]:
+async def round_of(replica: Stack, token: str, n: int, payload: bytes,
+                   errors: dict[str, int] | None = None) -> tuple[list[float], float]:
+    """``n`` sequential signatures: latencies of the answered ones, CPU per request. A refusal (a
+    deadline missed on a loaded machine) is counted in ``errors``, not hidden."""
     lat = []
     cpu0 = time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
         r = await replica.sign(payload, token=token)
-        lat.append(time.perf_counter() - t0)
-        if r.code.name != "OK":
-            raise RuntimeError(f"sign failed: {r.code} {r.details}")
+        if r.code.name == "OK":
+            lat.append(time.perf_counter() - t0)
+        elif errors is not None:
+            errors[r.code.name] = errors.get(r.code.name, 0) + 1
+        else:
+            raise RuntimeError(f"sign failed during warm-up: {r.code} {r.details}")
     return lat, (time.process_time() - cpu0) / n
 
 
@@ -90,18 +99,19 @@ async def full_stack(root: Path, redis: RedisServer, rounds: int, per_round: int
         token = first.token("bench-trader")
         payload = valid_cv()
         for r in replicas.values():  # warm-up: connections, caches, scripts loaded
-            await round_of(r, token, 50, payload)
+            await round_of(r, token, 50, payload, {})
         lat: dict[str, list[float]] = {s: [] for s in STORES}
         cpu: dict[str, list[float]] = {s: [] for s in STORES}
+        errors: dict[str, dict[str, int]] = {s: {} for s in STORES}
         for _ in range(rounds):
             for store in STORES:
-                got, per = await round_of(replicas[store], token, per_round, payload)
+                got, per = await round_of(replicas[store], token, per_round, payload, errors[store])
                 lat[store] += got
                 cpu[store].append(per)
         out = {}
         for store in STORES:
             q = statistics.quantiles(lat[store], n=100)
-            out[store] = {"requests": len(lat[store]), "p50_ms": round(q[49] * 1e3, 3),
+            out[store] = {"answered": len(lat[store]), "refused": errors[store], "p50_ms": round(q[49] * 1e3, 3),
                           "p99_ms": round(q[98] * 1e3, 3),
                           "cpu_us_per_request": round(statistics.median(cpu[store]) * 1e6, 1)}
         for store in ("sqlite", "redis"):

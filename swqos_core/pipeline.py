@@ -14,6 +14,7 @@ The server derives from the same table which layer kinds start first and stop la
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,60 @@ from swqos_proto import signer_pb2
 log = logging.getLogger("swqos.pipeline")
 
 StageFn = Callable[["Pipeline", Call], Awaitable[None]]
+SyncStageFn = Callable[["Pipeline", Call], None]
+
+#: The table's async ``run`` of a stage that never waits -> the plain function behind it. The
+#: pipeline calls that function directly (no coroutine per stage); a ``run`` replaced in a copy of
+#: the table (tests wrap them) is not in here and is awaited as any other.
+_SYNC: dict[StageFn, SyncStageFn] = {}
+
+
+def _never_waits(fn: SyncStageFn) -> StageFn:
+    """Give a synchronous stage the table's async signature, and remember the fast path."""
+
+    @functools.wraps(fn)
+    async def run(p: Pipeline, call: Call) -> None:
+        fn(p, call)
+
+    _SYNC[run] = fn
+    return run
+
+
+@functools.lru_cache(maxsize=4096)
+def _field1_header(length: int) -> bytes:
+    """Tag of field 1 as length-delimited (0x0a), then ``length`` as a minimal varint."""
+    out = bytearray(b"\x0a")
+    while length >= 0x80:
+        out.append((length & 0x7F) | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out)
+
+
+def _is_canonical(raw: bytes, value: bytes) -> bool:
+    """Is ``raw`` the one canonical encoding of a message whose only field (1, bytes) is ``value``?
+
+    proto3 writes a non-empty bytes field as its tag, a minimal varint length and the bytes, and
+    an empty one not at all; so the canonical body is exactly that, and a body that parsed to
+    ``value`` is canonical if and only if it is one such record spanning the whole body (a
+    repeated field, an unknown field, a wrong wire type, an overlong tag or length, an explicit
+    empty field all fail). No re-encode needed; the tests list each form.
+    """
+    if not value:
+        return not raw
+    header = _field1_header(len(value))
+    return len(raw) == len(header) + len(value) and raw.startswith(header)
+
+
+def _require_single_bytes_field(message_type: type) -> None:
+    """The rule above holds only for a message of one bytes field numbered 1: refuse to start otherwise."""
+    fields = message_type.DESCRIPTOR.fields  # type: ignore[attr-defined]
+    if len(fields) != 1 or fields[0].number != 1 or fields[0].type != fields[0].TYPE_BYTES:
+        raise RuntimeError(f"{message_type.__name__} changed shape: the strict decode's canonical check needs updating")
+
+
+_require_single_bytes_field(signer_pb2.SignCertificateVerifyRequest)
+_require_single_bytes_field(signer_pb2.GetIdentityRequest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +102,31 @@ class Stage:
 
 
 # --- the stages, in the order of the table below ---------------------------------------------
-async def _decode(p: Pipeline, call: Call) -> None:
+@_never_waits
+def _decode(p: Pipeline, call: Call) -> None:
     """Body ≤ max_request_bytes, then a strict protobuf decode: only the canonical encoding passes."""
     raw = call.raw
     if len(raw) > p.max_request_bytes:
         raise resource_exhausted(f"request is {len(raw)} bytes, the limit is {p.max_request_bytes}", label="too_large")
-    message_type = signer_pb2.SignCertificateVerifyRequest if call.head.rpc == "SignCertificateVerify" \
-        else signer_pb2.GetIdentityRequest
+    sign = call.head.rpc == "SignCertificateVerify"
+    message_type = signer_pb2.SignCertificateVerifyRequest if sign else signer_pb2.GetIdentityRequest
     try:
         message = message_type.FromString(raw)
     except DecodeError:
         raise invalid_argument("malformed request", label="malformed") from None
-    message.DiscardUnknownFields()
-    if message.SerializeToString() != raw:  # unknown fields, wrong wire types, repeated fields
+    value = message.payload if sign else message.nonce
+    if not _is_canonical(raw, value):  # unknown fields, wrong wire types, repeated fields, overlong varints
         raise invalid_argument("malformed request: unexpected fields", label="malformed")
-    if call.head.rpc == "SignCertificateVerify":
-        call.payload = message.payload
+    if sign:
+        call.payload = value
     else:
-        if len(message.nonce) > 64:
+        if len(value) > 64:
             raise invalid_argument("nonce longer than 64 bytes", label="nonce")
-        call.nonce = message.nonce
+        call.nonce = value
 
 
-async def _admission(p: Pipeline, call: Call) -> None:
+@_never_waits
+def _admission(p: Pipeline, call: Call) -> None:
     if p.state.halted:
         raise unavailable("signing is halted by the operator's kill switch", label="halted")
     if p.state.draining:
@@ -101,7 +158,8 @@ async def _auth(p: Pipeline, call: Call) -> None:
     raise unauthenticated("missing credential: send 'authorization: Bearer <token>'", label="no_credential")
 
 
-async def _authorize(p: Pipeline, call: Call) -> None:
+@_never_waits
+def _authorize(p: Pipeline, call: Call) -> None:
     assert call.principal is not None
     if call.principal.role != "trader":
         raise permission_denied(f"role {call.principal.role!r} may not sign", label="role")
@@ -191,7 +249,11 @@ class Pipeline:
         try:
             for stage in stages:
                 name = stage.name
-                await stage.run(self, call)
+                fast = _SYNC.get(stage.run)
+                if fast is not None:
+                    fast(self, call)
+                else:
+                    await stage.run(self, call)
                 if timings is not None:
                     now = time.perf_counter()
                     timings[name], t = now - t, now

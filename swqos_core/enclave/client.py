@@ -77,10 +77,10 @@ class EnclaveClient:
         self._task = asyncio.create_task(self._run(), name="enclave-connection")
 
     async def close(self) -> None:
-        if self._task:
+        # Cancel until done: a cancel that lands in a suppressed await (the reader's clean-up) is lost.
+        while self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=0.5)
         self._drop("proxy shutting down")
 
     # --- calls ---------------------------------------------------------------------------
@@ -146,7 +146,10 @@ class EnclaveClient:
         backoff = 0.05
         while True:
             try:
-                reader, writer = await asyncio.wait_for(open_connection(self.address), self.connect_timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow close()'s cancel when the
+                # awaited call completes in the same loop turn (gh-86296), and close() then waits forever.
+                async with asyncio.timeout(self.connect_timeout):
+                    reader, writer = await open_connection(self.address)
             except (OSError, TimeoutError, ValueError) as exc:
                 if self.state.enclave_connected or backoff == 0.05:
                     log.warning("enclave %s unreachable: %s", self.address, exc)
@@ -158,15 +161,16 @@ class EnclaveClient:
             self._writer = writer
             reader_task = asyncio.create_task(self._read(reader))
             try:
-                public_key, signatures, measurement, _ = await asyncio.wait_for(self.identity(b""), 2.0)
+                async with asyncio.timeout(2.0):
+                    public_key, signatures, measurement, _ = await self.identity(b"")
                 self.state.set_enclave(True, EnclaveIdentity(public_key, measurement, signatures))
                 self.enclave_signatures = signatures
                 log.info("connected to enclave %s", self.address)
                 while not reader_task.done():
                     await asyncio.sleep(self.ping_interval)
                     # Health pings bypass the in-flight bound: a full queue is back-pressure, not a dead enclave.
-                    pong = await asyncio.wait_for(self._call(FrameType.PING, b"", 0, bounded=False),
-                                                  max(self.ping_interval, 0.5))
+                    async with asyncio.timeout(max(self.ping_interval, 0.5)):
+                        pong = await self._call(FrameType.PING, b"", 0, bounded=False)
                     if pong.type is FrameType.PONG and len(pong.data) == 8:
                         self.enclave_signatures = int.from_bytes(pong.data, "big")
             except (Rejection, TimeoutError, ProtocolError) as exc:

@@ -7,7 +7,9 @@ a callback), a per-call deadline that bounds the whole call including retries, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,12 @@ _RECONNECT_OPTIONS: list[tuple[str, object]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+#: The standard gRPC health check every proxy serves (no credential, never reaches the enclave):
+#: what ``keep_warm`` sends on an idle channel.
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
+#: Bounds of ``keep_warm`` (seconds): more often than every 10 ms is load, not warmth; less often
+#: than every 60 s no longer keeps anything warm.
+KEEP_WARM_RANGE = (0.01, 60.0)
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,11 @@ class _ClientBase:
     under its own ``timeout``. If the connection is still not up by then, the call goes ahead
     anyway and fails with the transport's own reason (``ProxyUnreachable``). ``connect_timeout=None``
     skips the wait: the first call's ``timeout`` then covers the handshakes too.
+
+    ``keep_warm=S`` keeps the channel warm once it has been used (or ``wait_ready()`` connected
+    it): after ``S`` seconds without a call, it sends the standard gRPC health check (one tiny
+    unauthenticated RPC the proxy answers itself), so a sign call after a quiet spell, like the one
+    inside a QUIC handshake, does not pay for an idle connection. ``None`` (default): never.
     """
 
     _secure_channel: Callable[..., Any]
@@ -185,9 +198,17 @@ class _ClientBase:
         retry: RetryPolicy | None = None,
         channel_options: Sequence[tuple[str, object]] = (),
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        keep_warm: float | None = None,
     ) -> None:
         if connect_timeout is not None and connect_timeout <= 0:
             raise LocalRefusal("connect_timeout must be positive (or None)")
+        if keep_warm is not None and not KEEP_WARM_RANGE[0] <= keep_warm <= KEEP_WARM_RANGE[1]:
+            raise LocalRefusal(f"keep_warm must be between {KEEP_WARM_RANGE[0]} and {KEEP_WARM_RANGE[1]} s (or None)")
+        #: Seconds of silence after which the channel gets a health check (None: never).
+        self.keep_warm = keep_warm
+        #: Health checks sent to keep the channel warm (for tests and tuning).
+        self.warm_pings = 0
+        self._last_used = time.monotonic()
         self._c = _Common(
             target=target,
             tokens=as_token_source(token, token_refresh, refresh_margin),
@@ -210,6 +231,8 @@ class _ClientBase:
             request_serializer=signer_pb2.GetIdentityRequest.SerializeToString,
             response_deserializer=signer_pb2.GetIdentityResponse.FromString,
         )
+        # Raw bytes both ways: an empty HealthCheckRequest is b"" and the answer is not needed.
+        self._health = self._channel.unary_unary(HEALTH_CHECK_METHOD)
 
     @property
     def target(self) -> str:
@@ -238,14 +261,40 @@ class SignerClient(_ClientBase):
             ready.cancel()  # stop watching the channel's connectivity
             raise self._c.not_ready_error(waited) from None
         self._warm = True
+        if self.keep_warm is not None and self._keeper is None:
+            self._start_keeper()
 
     def _warm_up(self) -> None:
+        self._last_used = time.monotonic()
+        if self.keep_warm is not None and self._keeper is None:
+            self._start_keeper()
         if self._warm or self._c.connect_timeout is None:
             return
         try:
             self.wait_ready(self._c.connect_timeout)
         except ProxyUnreachable:
             self._warm = True  # waited once; from now on each call reports the transport's reason at once
+
+    _keeper: threading.Thread | None = None
+    _stop_keeper: threading.Event | None = None
+
+    def _start_keeper(self) -> None:
+        """One daemon thread per client: a health check whenever the channel sat idle ``keep_warm`` s."""
+        interval = self.keep_warm
+        assert interval is not None
+        stop = self._stop_keeper = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(max(interval - (time.monotonic() - self._last_used), 0.001)):
+                if time.monotonic() - self._last_used < interval:
+                    continue
+                self._last_used = time.monotonic()
+                with contextlib.suppress(grpc.RpcError, ValueError):  # ValueError: channel closed meanwhile
+                    self._health(b"", timeout=max(interval, 0.5))
+                    self.warm_pings += 1
+
+        self._keeper = threading.Thread(target=run, name="swqos-keep-warm", daemon=True)
+        self._keeper.start()
 
     def sign_certificate_verify(
         self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
@@ -289,6 +338,10 @@ class SignerClient(_ClientBase):
             time.sleep(delay)
 
     def close(self) -> None:
+        if self._stop_keeper is not None:
+            self._stop_keeper.set()
+            if self._keeper is not None and self._keeper is not threading.current_thread():
+                self._keeper.join(2.0)
         self._channel.close()
 
     def __enter__(self) -> SignerClient:
@@ -313,14 +366,34 @@ class AsyncSignerClient(_ClientBase):
         except TimeoutError:
             raise self._c.not_ready_error(waited) from None
         self._warm = True
+        if self.keep_warm is not None and self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_warm(self.keep_warm),
+                                                                  name="swqos-keep-warm")
 
     async def _warm_up(self) -> None:
+        self._last_used = time.monotonic()
+        if self.keep_warm is not None and self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_warm(self.keep_warm),
+                                                                  name="swqos-keep-warm")
         if self._warm or self._c.connect_timeout is None:
             return
         try:
             await self.wait_ready(self._c.connect_timeout)
         except ProxyUnreachable:
             self._warm = True  # waited once; from now on each call reports the transport's reason at once
+
+    _keeper: asyncio.Task[None] | None = None
+
+    async def _keep_warm(self, interval: float) -> None:
+        """A health check whenever the channel sat idle ``interval`` s (a task on the client's loop)."""
+        while True:
+            await asyncio.sleep(max(interval - (time.monotonic() - self._last_used), 0.001))
+            if time.monotonic() - self._last_used < interval:
+                continue
+            self._last_used = time.monotonic()
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self._health(b"", timeout=max(interval, 0.5))
+                self.warm_pings += 1
 
     async def sign_certificate_verify(
         self, payload: bytes, *, timeout: float | None = None, metadata: Metadata = ()
@@ -364,6 +437,10 @@ class AsyncSignerClient(_ClientBase):
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncSignerClient:

@@ -3,7 +3,9 @@
 One :class:`~prometheus_client.CollectorRegistry` per app, no global state: tests build several
 apps in one process. Three sources:
 
-* request metrics (:class:`RequestMetrics`), a decision observer updated on every decision;
+* request metrics (:class:`RequestMetrics`), a decision observer updated on every decision: plain
+  integers and bucket counts on the hot path (a dict update and a C ``bisect`` per histogram, no
+  lock, no prometheus_client object), turned into metric families only when scraped;
 * the kernel's state (:class:`KernelMetrics`: ``app.state`` and ``app.enclave``), a
   :class:`~swqos_core.extensions.MetricsCollector` registered by this plugin like any other;
 * every collector in ``app.contributions.metrics`` (each plugin exports its own), rendered through
@@ -24,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from swqos_core.extensions import Decision, EnclaveView, MetricFamily, MetricsCollector, Sample
 from swqos_core.identity import to_base58
@@ -77,25 +80,45 @@ def _stage(value: str | None) -> str:
     return value if value in KNOWN_STAGES else OTHER
 
 
+#: Bucket bounds as the exposition spells them (``le``), cumulative counts end with ``+Inf``.
+_LE = (*(floatToGoString(b) for b in LATENCY_BUCKETS), "+Inf")
+_NB = len(LATENCY_BUCKETS)
+
+
+def _new_hist() -> list[float]:
+    """Per-bucket counts (not cumulative), the +Inf bucket, then the sum: one flat list."""
+    return [0] * (_NB + 1) + [0.0]  # type: ignore[return-value]
+
+
+def _histogram(name: str, help_text: str, labels: list[str], series: dict[tuple[str, ...], list[float]]) -> Metric:
+    fam = HistogramMetricFamily(name, help_text, labels=labels)
+    for key, h in sorted(series.items()):
+        cum, buckets = 0, []
+        for le, n in zip(_LE, h[:-1], strict=True):
+            cum += int(n)
+            buckets.append((le, cum))
+        fam.add_metric(list(key), buckets, h[-1])
+    return fam
+
+
 class RequestMetrics:
-    """Counters and histograms of decisions and admin requests (event counters, not state)."""
+    """Counters and histograms of decisions and admin requests (event counters, not state).
+
+    The decision metrics are kept as plain numbers updated on the event loop (the only writer)
+    and read on the loop when ``/metrics`` is scraped (:meth:`families`); the admin counters,
+    rare, are prometheus_client counters.
+    """
 
     def __init__(self, registry: CollectorRegistry, bound: BoundedLabels) -> None:
         r = registry
         self.bound = bound
-        self.requests = Counter("swqos_requests", "Calls decided, by RPC and gRPC outcome (OK or the status name).",
-                                ["rpc", "outcome"], registry=r)
-        self.refusals = Counter("swqos_refusals", "Refused calls by RPC, the stage that refused and its bounded label.",
-                                ["rpc", "stage", "label"], registry=r)
-        self.latency = Histogram("swqos_request_duration_seconds",
-                                 "End-to-end time from arrival to decision, by RPC and result (ok or refused).",
-                                 ["rpc", "result"], buckets=LATENCY_BUCKETS, registry=r)
-        self.stage_latency = Histogram("swqos_stage_duration_seconds",
-                                       "Time spent in each pipeline stage the call reached (the refusing one included).",
-                                       ["stage"], buckets=LATENCY_BUCKETS, registry=r)
-        self.signatures_returned = Counter("swqos_signatures_returned",
-                                           "Signatures the host-proxy returned to traders (compare with "
-                                           "swqos_enclave_signatures).", registry=r)
+        self._requests: dict[tuple[str, str], int] = {}
+        self._refusals: dict[tuple[str, str, str], int] = {}
+        self._latency: dict[tuple[str, str], list[float]] = {}
+        #: Stage name as the pipeline spells it -> its histogram (unknown names share ``other``'s).
+        self._stage_by_name: dict[str, list[float]] = {}
+        self._stage: dict[tuple[str], list[float]] = {}
+        self.signatures_returned = 0
         self.admin_requests = Counter("swqos_admin_requests", "Admin API requests by operation and outcome.",
                                       ["operation", "outcome"], registry=r)
         self.admin_auth_failures = Counter("swqos_admin_auth_failures",
@@ -104,32 +127,56 @@ class RequestMetrics:
         self.admin_connections_refused = Counter("swqos_admin_connections_refused",
                                                  "Admin connections closed at once because max_connections were open.",
                                                  registry=r)
-        self._children: dict[tuple[str, ...], Any] = {}
 
     def observe(self, d: Decision) -> None:
-        """The decision observer (event loop, every decision)."""
-        rpc = _rpc(d.rpc)
+        """The decision observer (event loop, every decision): a few dict updates and bisects."""
+        rpc = d.rpc if d.rpc in RPCS else OTHER
         outcome = d.outcome if d.outcome in OUTCOMES else OTHER
-        ok = d.outcome == "OK"
-        self._child("req", self.requests, rpc, outcome).inc()
-        self._child("lat", self.latency, rpc, "ok" if ok else "refused").observe(d.latency)
+        ok = outcome == "OK"
+        key = (rpc, outcome)
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
+        lkey = (rpc, "ok" if ok else "refused")
+        h = self._latency.get(lkey)
+        if h is None:
+            h = self._latency[lkey] = _new_hist()
+        latency = d.latency
+        h[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        h[-1] += latency
+        by_name = self._stage_by_name
         for stage, seconds in d.stage_seconds.items():
-            self._child("stage", self.stage_latency, _stage(stage)).observe(seconds)
+            h = by_name.get(stage)
+            if h is None:
+                h = by_name[stage] = self._stage.setdefault((_stage(stage),), _new_hist())
+            h[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            h[-1] += seconds
         if ok:
             if rpc == "SignCertificateVerify":
-                self.signatures_returned.inc()
+                self.signatures_returned += 1
             return
         stage = _stage(d.stage)
-        label = self.bound(f"refusal:{stage}", d.label)
-        self._child("ref", self.refusals, rpc, stage, label).inc()
+        rkey = (rpc, stage, self.bound(f"refusal:{stage}", d.label))
+        refusals = self._refusals
+        refusals[rkey] = refusals.get(rkey, 0) + 1
 
-    def _child(self, kind: str, metric: Any, *labels: str) -> Any:
-        # labels() takes a lock and builds a tuple each time; the children never change, keep them.
-        key = (kind, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def families(self) -> list[Metric]:
+        """The decision metrics as metric families (on the loop, at scrape time)."""
+        req = CounterMetricFamily("swqos_requests", "Calls decided, by RPC and gRPC outcome (OK or the status name).",
+                                  labels=["rpc", "outcome"])
+        for key, n in sorted(self._requests.items()):
+            req.add_metric(list(key), n)
+        ref = CounterMetricFamily("swqos_refusals", "Refused calls by RPC, the stage that refused and its bounded "
+                                  "label.", labels=["rpc", "stage", "label"])
+        for key3, n in sorted(self._refusals.items()):
+            ref.add_metric(list(key3), n)
+        sig = CounterMetricFamily("swqos_signatures_returned", "Signatures the host-proxy returned to traders "
+                                  "(compare with swqos_enclave_signatures).", labels=[])
+        sig.add_metric([], self.signatures_returned)
+        return [req, ref, sig,
+                _histogram("swqos_request_duration_seconds", "End-to-end time from arrival to decision, by RPC and "
+                           "result (ok or refused).", ["rpc", "result"], self._latency),  # type: ignore[arg-type]
+                _histogram("swqos_stage_duration_seconds", "Time spent in each pipeline stage the call reached (the "
+                           "refusing one included).", ["stage"], self._stage)]  # type: ignore[arg-type]
 
     def admin_request(self, operation: str, outcome: str) -> None:
         self.admin_requests.labels(self.bound("admin_op", operation), self.bound("admin_outcome", outcome)).inc()
@@ -237,7 +284,7 @@ class MetricsEndpoint:
         dropped = CounterMetricFamily("swqos_metrics_dropped_samples", "Samples dropped: family not declared by "
                                       "their collector, or wrong label count.", labels=[])
         dropped.add_metric([], self.dropped_samples)
-        self._snapshot.families = [*families, errors, dropped]
+        self._snapshot.families = [*self.requests.families(), *families, errors, dropped]
 
     def _families(self, collector: MetricsCollector) -> list[Metric]:
         declared = {f.name: f for f in collector.families}
