@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("aioquic")
 
 from swqos_client import (
+    PermissionDenied,
     RemoteEd25519PrivateKey,
     RetryPolicy,
     SignerClient,
@@ -30,8 +31,9 @@ from swqos_testing.stack import running_stack
 
 pytestmark = pytest.mark.slow
 
+#: A revoked trader's authentic token: "valid credential not allowed".
+REVOKED_ERROR = PermissionDenied
 # A quick give-up on UNAVAILABLE keeps the halted case short; the point is that it fails, not how fast.
-REVOKED_ERROR = Unauthenticated
 QUICK = RetryPolicy(max_attempts=2, initial_backoff=0.01)
 
 
