@@ -1,20 +1,17 @@
 """The public listener's transport limits, through a real stack: streams that never send a body,
-slow TLS handshakes, a connection cap, and a second proxy on the same address."""
+slow TLS handshakes, a connection cap, concurrent calls. (A second proxy on the same address:
+tests/kernel/test_workers.py, with real processes.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import time
 
 import grpc
 import pytest
 
-from swqos_core import config
-from swqos_core.errors import ConfigError
-from swqos_core.server import start_proxy
 from swqos_proto import SERVICE, signer_pb2
 from swqos_testing.payloads import valid_cv
 from swqos_testing.stack import running_stack
@@ -88,17 +85,6 @@ async def test_connections_past_the_cap_are_closed_and_the_first_ones_keep_worki
         while (code := (await stack.sign(valid_cv(), token=stack.token("t"))).code) is not grpc.StatusCode.OK:
             assert code is grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
             await asyncio.sleep(0.2)
-
-
-async def test_a_second_proxy_on_the_same_address_fails_naming_it(tmp_path):
-    async with running_stack(tmp_path) as stack:
-        cfg = config.load(stack.dev.config, process="proxy")
-        cfg.settings.listen = stack.target.replace("localhost", "127.0.0.1")
-        with pytest.raises(ConfigError) as info:
-            await start_proxy(cfg)
-        assert cfg.settings.listen in str(info.value) and "in use" in str(info.value)
-        with socket.create_connection(("127.0.0.1", int(stack.target.rsplit(":", 1)[1])), timeout=2):
-            pass  # the first proxy still listens
 
 
 async def test_calls_past_max_concurrent_rpcs_are_refused_at_once_with_a_label(tmp_path):
