@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import grpc
 import pytest
 
 from swqos_core.errors import Rejection
-from swqos_core.layers import Call, ClientAddress, Principal, RequestHead
+from swqos_core.layers import Call
 from swqos_core.pipeline import IDENTITY_PREFIX, STAGE_NAMES, STAGES, Pipeline, layer_start_order
-from swqos_core.state import ServiceState
 from swqos_proto import signer_pb2
+
+from .pipeline_helpers import Recorder, make_call, make_pipeline
 
 #: What a SignCertificateVerify must go through, in this order. Written out on purpose: swapping
 #: any two rows of STAGES makes the recorded order differ from this list.
@@ -20,51 +20,15 @@ EXPECTED = ["decode", "admission", "client_ip", "address_limit", "auth", "author
             "validate", "enclave"]
 
 
-class Recorder:
-    """Layer doubles that log what they were asked to do, so the run order is observed, not assumed."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    async def resolve(self, head):
-        self.events.append("client_ip")
-        return ClientAddress(None, "test", head.peer)
-
-    async def check_address(self, head, client):
-        self.events.append("address_limit")
-
-    async def authenticate(self, head, client):
-        self.events.append("auth")
-        return Principal("alice", "trader", "test")
-
-    async def check_principal(self, head, principal, client):
-        self.events.append("subject_limit")
-
-    async def validate(self, call):
-        self.events.append("validate")
-
-    async def sign(self, payload, trace_id):
-        self.events.append("enclave")
-        return b"s" * 64
-
-    async def identity(self, nonce, trace_id=0):
-        self.events.append("enclave_identity")
-        return b"k" * 32, 0, None, b""
-
-
 def make(recorder: Recorder, stages=STAGES) -> Pipeline:
-    state = ServiceState("test")
-    state.set_enclave(True)
-    return Pipeline(client_ip=(recorder,), rate_limit=(recorder,), auth=(recorder,), validate=(recorder,),
-                    enclave=recorder, state=state, stages=stages)  # type: ignore[arg-type]
+    return make_pipeline(recorder, stages)
 
 
 def new_call(rpc="SignCertificateVerify", raw=None) -> Call:
     if raw is None:
         raw = (signer_pb2.SignCertificateVerifyRequest(payload=b"p" * 130) if rpc == "SignCertificateVerify"
                else signer_pb2.GetIdentityRequest(nonce=b"n")).SerializeToString()
-    head = RequestHead(rpc=rpc, peer="ipv4:127.0.0.1:1", metadata=(), request_id="ab")
-    return Call(head=head, payload=b"", deadline=time.monotonic() + 5, started=time.monotonic(), raw=raw)
+    return make_call(raw, rpc)
 
 
 def traced(ran: list[str]):

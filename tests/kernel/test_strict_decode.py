@@ -6,60 +6,25 @@ Every other spelling of a request that protobuf itself would parse is refused IN
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 
 from swqos_core.errors import Rejection
-from swqos_core.layers import Call, ClientAddress, Principal, RequestHead
+from swqos_core.layers import Call
 from swqos_core.pipeline import Pipeline
-from swqos_core.state import ServiceState
 from swqos_proto import signer_pb2
+
+from .pipeline_helpers import Recorder, make_call, make_pipeline
 
 PAYLOAD = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00" + bytes(32)  # 130 bytes: a two-byte varint length
 
 
-class Layers:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    async def resolve(self, head):
-        self.events.append("client_ip")
-        return ClientAddress(None, "test", head.peer)
-
-    async def check_address(self, head, client):
-        self.events.append("address_limit")
-
-    async def authenticate(self, head, client):
-        self.events.append("auth")
-        return Principal("alice", "trader", "test")
-
-    async def check_principal(self, head, principal, client):
-        self.events.append("subject_limit")
-
-    async def validate(self, call):
-        self.events.append("validate")
-
-    async def sign(self, payload, trace_id):
-        self.events.append("enclave")
-        return b"s" * 64
-
-    async def identity(self, nonce, trace_id=0):
-        self.events.append("enclave_identity")
-        return b"k" * 32, 0, None, b""
-
-
-def pipeline(layers: Layers) -> Pipeline:
-    state = ServiceState("test")
-    state.set_enclave(True)
-    return Pipeline(client_ip=(layers,), rate_limit=(layers,), auth=(layers,), validate=(layers,),  # type: ignore[arg-type]
-                    enclave=layers, state=state, max_request_bytes=4096)  # type: ignore[arg-type]
+def pipeline(layers: Recorder) -> Pipeline:
+    return make_pipeline(layers, max_request_bytes=4096)
 
 
 def call(raw: bytes, rpc: str = "SignCertificateVerify") -> Call:
-    head = RequestHead(rpc=rpc, peer="ipv4:127.0.0.1:1", metadata=(), request_id="ab")  # type: ignore[arg-type]
-    return Call(head=head, payload=b"", deadline=time.monotonic() + 5, started=time.monotonic(), raw=raw)
+    return make_call(raw, rpc)
 
 
 def canonical(payload: bytes) -> bytes:
@@ -68,7 +33,7 @@ def canonical(payload: bytes) -> bytes:
 
 @pytest.mark.parametrize("payload", [b"x", b"p" * 127, b"p" * 128, PAYLOAD, b"p" * 300, b"p" * 4000])
 async def test_the_canonical_encoding_passes_with_its_payload(payload):
-    layers = Layers()
+    layers = Recorder()
     c = call(canonical(payload))
     assert await pipeline(layers).sign(c) == b"s" * 64
     assert c.payload == payload and "enclave" in layers.events
@@ -94,7 +59,7 @@ NON_CANONICAL = {
 @pytest.mark.parametrize("name", sorted(NON_CANONICAL))
 async def test_every_other_spelling_is_refused_before_any_layer(name):
     raw = NON_CANONICAL[name]
-    layers = Layers()
+    layers = Recorder()
     with pytest.raises(Rejection) as info:
         await pipeline(layers).sign(call(raw))
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT and info.value.stage == "decode", name
@@ -115,13 +80,13 @@ def test_protobuf_itself_parses_these_forms():
 
 
 async def test_identity_nonce_uses_the_same_rule():
-    layers = Layers()
+    layers = Recorder()
     ok = call(signer_pb2.GetIdentityRequest(nonce=b"n" * 16).SerializeToString(), "GetIdentity")
     assert (await pipeline(layers).identity(ok))[0] == b"k" * 32 and ok.nonce == b"n" * 16
     empty = call(b"", "GetIdentity")  # no nonce at all: canonical
-    assert (await pipeline(Layers()).identity(empty))[0] == b"k" * 32 and empty.nonce == b""
+    assert (await pipeline(Recorder()).identity(empty))[0] == b"k" * 32 and empty.nonce == b""
     for raw in (b"\x0a\x00", b"\x0a\x01a\x0a\x01a", b"\x0a\x81\x00a"):
-        layers = Layers()
+        layers = Recorder()
         with pytest.raises(Rejection) as info:
             await pipeline(layers).identity(call(raw, "GetIdentity"))
         assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT and info.value.stage == "decode"
