@@ -9,6 +9,7 @@ errors too. Every problem is one line naming the file, key or value.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -193,8 +194,6 @@ def _build(cfg: config.AppConfig, problems: list[str]) -> plugins.App | None:
     state = ServiceState("check") if cfg.process == "proxy" else None
 
     def ctx_for(kind: str, name: str) -> BuildContext:
-        import logging
-
         return BuildContext(name=name, kind=kind, process="cli", config_dir=cfg.base_dir,
                             logger=logging.getLogger(f"swqos.check.{kind}.{name}"), state=state)
 
