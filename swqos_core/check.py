@@ -9,7 +9,6 @@ errors too. Every problem is one line naming the file, key or value.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from cryptography.hazmat.primitives import serialization
 from swqos_core import config, plugins
 from swqos_core.errors import ConfigError
 from swqos_core.identity import from_base58
-from swqos_core.layers import BuildContext
 from swqos_core.net import parse_listen
 from swqos_core.state import ServiceState
 
@@ -192,13 +190,8 @@ def _build(cfg: config.AppConfig, problems: list[str]) -> plugins.App | None:
         problems += exc.problems
         return None
     state = ServiceState("check") if cfg.process == "proxy" else None
-
-    def ctx_for(kind: str, name: str) -> BuildContext:
-        return BuildContext(name=name, kind=kind, process="cli", config_dir=cfg.base_dir,
-                            logger=logging.getLogger(f"swqos.check.{kind}.{name}"), state=state)
-
     try:
-        layers = plugins.build_layers(chosen, ctx_for)
+        layers = plugins.build_all(cfg, chosen, state=state, process="cli")
     except ConfigError as exc:
         problems += exc.problems
         return None

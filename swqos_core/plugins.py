@@ -498,6 +498,24 @@ def collect_contributions(app: App) -> Contributions:
     return c
 
 
+def build_all(cfg: AppConfig, chosen: dict[str, list[Selection]], *, state: Any = None,
+              process: str | None = None) -> dict[str, list[tuple[str, Any]]]:
+    """Build every selected layer, the store first: every other factory receives it as ``ctx.store``."""
+    store: Any = None
+
+    def ctx_for(kind: str, name: str) -> BuildContext:
+        return BuildContext(
+            name=name, kind=kind, process=process or cfg.process, config_dir=cfg.base_dir,  # type: ignore[arg-type]
+            logger=logging.getLogger(f"swqos.{kind}.{name}"), state=state, store=store,
+        )
+
+    layers = build_layers({k: v for k, v in chosen.items() if k == "store"}, ctx_for)
+    if layers.get("store"):
+        store = layers["store"][0][1]
+    layers.update(build_layers({k: v for k, v in chosen.items() if k != "store"}, ctx_for))
+    return layers
+
+
 def build_app(
     cfg: AppConfig,
     *,
@@ -510,20 +528,7 @@ def build_app(
     registry = collect_registrations(pm, loaded)
     registry.problems[:0] = problems
     chosen = select(cfg, registry)
-
-    store: Any = None
-
-    def ctx_for(kind: str, name: str) -> BuildContext:
-        return BuildContext(
-            name=name, kind=kind, process=cfg.process, config_dir=cfg.base_dir,
-            logger=logging.getLogger(f"swqos.{kind}.{name}"), state=state, store=store,
-        )
-
-    # The store first: every other factory receives it as ctx.store.
-    layers = build_layers({k: v for k, v in chosen.items() if k == "store"}, ctx_for)
-    if layers.get("store"):
-        store = layers["store"][0][1]
-    layers.update(build_layers({k: v for k, v in chosen.items() if k != "store"}, ctx_for))
+    layers = build_all(cfg, chosen, state=state)
     if cfg.core.allow_test_plugins:
         log.warning("TEST PLUGINS ALLOWED: this configuration may select fakes; never use it in production")
     return App(cfg.process, cfg, pm, loaded, registry, layers, state)
