@@ -27,10 +27,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from swqos_killswitch import strict_json
 from swqos_killswitch.signing import MAX_SIGNATURE_BYTES, SignatureError, decode_signature, key_id, sign_blob
 
 BUNDLE_TYPE = "swqos/signatures/v1"
@@ -46,15 +46,6 @@ class Entry:
 
     keyid: str | None
     der: bytes
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise SignatureError(f"duplicate key {k!r} in the signature bundle", "malformed_signature")
-        out[k] = v
-    return out
 
 
 def is_bundle(sig_file: bytes) -> bool:
@@ -79,11 +70,9 @@ def parse_signatures(sig_file: bytes, data: bytes) -> list[Entry]:
     if not is_bundle(sig_file):
         return [Entry(None, decode_signature(sig_file, data))]
     try:
-        obj = json.loads(sig_file, object_pairs_hook=_no_duplicates)
-    except SignatureError:
-        raise
-    except ValueError:
-        raise SignatureError("signature bundle is not JSON", "malformed_signature") from None
+        obj = strict_json.loads(sig_file)
+    except strict_json.StrictJsonError as exc:
+        raise SignatureError(f"signature bundle: {exc}", "malformed_signature") from None
     if set(obj) != {"_type", "sha256", "signatures"}:
         raise SignatureError("signature bundle must have exactly _type, sha256 and signatures", "malformed_signature")
     digest = obj["sha256"]

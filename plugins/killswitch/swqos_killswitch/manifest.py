@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from swqos_killswitch import strict_json
+
 MANIFEST_TYPE = "swqos/revocation-manifest/v1"
 #: JSON integers above this lose precision in many producers (JavaScript); refuse them.
 MAX_VERSION = 2**53 - 1
@@ -119,20 +121,6 @@ class Manifest:
         }
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers disagreeing on which duplicate wins is a classic signed-JSON bypass.
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ManifestError(f"duplicate key {k!r}", "malformed")
-        out[k] = v
-    return out
-
-
-def _bad_constant(name: str) -> Any:
-    raise ManifestError(f"{name} is not valid JSON", "malformed")
-
-
 def _string(value: Any, name: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_STRING or not value.isprintable():
         raise ManifestError(f"{name} must be a non-empty printable string of at most {MAX_STRING} characters")
@@ -148,15 +136,9 @@ def _string_list(value: Any, name: str) -> list[str]:
 def parse_manifest(data: bytes) -> Manifest:
     """Parse the exact signed bytes. Raises :class:`ManifestError`."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ManifestError("manifest is not UTF-8", "malformed") from None
-    try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_bad_constant)
-    except ManifestError:
-        raise
-    except ValueError:
-        raise ManifestError("manifest is not JSON", "malformed") from None
+        obj = strict_json.loads(data)
+    except strict_json.StrictJsonError as exc:
+        raise ManifestError(f"manifest: {exc}", "malformed") from None
     if not isinstance(obj, dict):
         raise ManifestError("manifest is not a JSON object", "malformed")
     if obj.get("_type") != MANIFEST_TYPE:

@@ -39,6 +39,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from swqos_killswitch import strict_json
 from swqos_killswitch.manifest import MAX_VERSION, SCOPE_RE, ManifestError, format_time, parse_time
 from swqos_killswitch.signing import key_id, load_public_key, public_key_pem
 
@@ -106,15 +107,6 @@ def root_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise RootError(f"duplicate key {k!r}", "malformed_root")
-        out[k] = v
-    return out
-
-
 def _int(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise RootError(f"{name} must be an integer between {low} and {high}")
@@ -141,11 +133,9 @@ def _exact(obj: Any, name: str, fields: set[str]) -> dict[str, Any]:
 def parse_root(data: bytes) -> Root:
     """Parse the exact signed bytes of a root (signatures are checked elsewhere). Raises RootError."""
     try:
-        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except RootError:
-        raise
-    except (UnicodeDecodeError, ValueError):
-        raise RootError("root is not UTF-8 JSON", "malformed_root") from None
+        obj = strict_json.loads(data)
+    except strict_json.StrictJsonError as exc:
+        raise RootError(f"root: {exc}", "malformed_root") from None
     obj = _exact(obj, "root", {"_type", "version", "scope", "issued_at", "expires", "keys", "root", "manifest"})
     if obj["_type"] != ROOT_TYPE:
         raise RootError(f"_type is not {ROOT_TYPE!r}", "wrong_type")
