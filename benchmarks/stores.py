@@ -3,13 +3,16 @@
 Three host-proxies on one enclave, one per store (``memory``, ``sqlite``, ``redis`` on a loopback
 redis-server with an ACL user), each with the gcra limiter and the jwt authenticator, so every
 signature costs the store its real round trips (one ``take`` before authentication, one after).
-Rounds are interleaved (memory, sqlite, redis, memory, ...) so a noisy neighbour or a CPU
-frequency change hits every store alike. Per store: latency p50 / p99 of sequential signatures
-over real gRPC + TLS 1.3, and this process's CPU per request (client and proxy share the process;
-the client's share is the same for every store, so the differences are the store's cost).
+Rounds are interleaved in alternating order (memory, sqlite, redis, then redis, sqlite, memory)
+so a noisy neighbour or a CPU frequency change hits every store alike. Per store: latency p50 /
+p99 of sequential signatures over real gRPC + TLS 1.3, and this process's CPU per request (client
+and proxy share the process; the client's share is the same for every store, so the differences
+are the store's cost). The cost over memory is the median (and min) of per-round differences,
+each round against the memory round beside it.
 
-Then the stores alone: ``take`` of the six cells an IPv6 client costs, per call; and Redis
-sizing: bytes of server memory per GCRA cell and per policy record.
+Then the stores alone: ``take`` of the six cells an IPv6 client costs, per call (wall and CPU);
+a bare Redis ``PING`` on the request path's lane and through redis-py (the floor under any round
+trip here); and Redis sizing: bytes of server memory per GCRA cell and per policy record.
 
 Results go to ``benchmarks/results/stores.json`` and are printed as a table.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import statistics
 import tempfile
@@ -101,23 +105,32 @@ async def full_stack(root: Path, redis: RedisServer, rounds: int, per_round: int
         for r in replicas.values():  # warm-up: connections, caches, scripts loaded
             await round_of(r, token, 50, payload, {})
         lat: dict[str, list[float]] = {s: [] for s in STORES}
+        p50s: dict[str, list[float]] = {s: [] for s in STORES}
         cpu: dict[str, list[float]] = {s: [] for s in STORES}
         errors: dict[str, dict[str, int]] = {s: {} for s in STORES}
-        for _ in range(rounds):
-            for store in STORES:
+        for i in range(rounds):
+            # Alternating order (memory, sqlite, redis, then redis, sqlite, memory) so neither a
+            # warming nor a cooling machine favours one store.
+            for store in STORES if i % 2 == 0 else STORES[::-1]:
                 got, per = await round_of(replicas[store], token, per_round, payload, errors[store])
                 lat[store] += got
+                p50s[store].append(statistics.median(got) if got else float("nan"))
                 cpu[store].append(per)
-        out = {}
+        out: dict[str, Any] = {}
         for store in STORES:
             q = statistics.quantiles(lat[store], n=100)
             out[store] = {"answered": len(lat[store]), "refused": errors[store], "p50_ms": round(q[49] * 1e3, 3),
                           "p99_ms": round(q[98] * 1e3, 3),
                           "cpu_us_per_request": round(statistics.median(cpu[store]) * 1e6, 1)}
         for store in ("sqlite", "redis"):
-            out[store]["p50_over_memory_ms"] = round(out[store]["p50_ms"] - out["memory"]["p50_ms"], 3)
-            out[store]["cpu_over_memory_us"] = round(out[store]["cpu_us_per_request"]
-                                                     - out["memory"]["cpu_us_per_request"], 1)
+            # Paired by round: each round's store minus the memory round next to it, so a noisy
+            # neighbour that slows one round slows both sides of its difference.
+            d_cpu = [a - b for a, b in zip(cpu[store], cpu["memory"], strict=True)]
+            d_p50 = [a - b for a, b in zip(p50s[store], p50s["memory"], strict=True)]
+            out[store]["cpu_over_memory_us"] = round(statistics.median(d_cpu) * 1e6, 1)
+            out[store]["cpu_over_memory_us_min"] = round(min(d_cpu) * 1e6, 1)
+            out[store]["p50_over_memory_ms"] = round(statistics.median(d_p50) * 1e3, 3)
+            out[store]["p50_over_memory_ms_min"] = round(min(d_p50) * 1e3, 3)
         return out
     finally:
         for r in replicas.values():
@@ -125,7 +138,7 @@ async def full_stack(root: Path, redis: RedisServer, rounds: int, per_round: int
         await first.kill_enclave()
 
 
-async def store_take(root: Path, redis: RedisServer, calls: int) -> dict[str, float]:
+async def store_take(root: Path, redis: RedisServer, calls: int) -> dict[str, dict[str, float]]:
     from swqos_state.redis_store import RedisSettings
     from swqos_state.redis_store import build as build_redis
     from swqos_state.sqlite import SqliteSettings
@@ -156,10 +169,21 @@ async def store_take(root: Path, redis: RedisServer, calls: int) -> dict[str, fl
                  "address_rate_48", "address_handshakes_48"))]
             for _ in range(100):
                 await store.take(cells)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(calls):
                 await store.take(cells)
-            out[name] = round((time.perf_counter() - t0) / calls * 1e6, 1)
+            out[name] = {"wall_us": round((time.perf_counter() - t0) / calls * 1e6, 1),
+                         "cpu_us": round((time.thread_time() - c0) / calls * 1e6, 1)}
+            if name == "redis":
+                # The floor under any store round trip on this machine: a bare PING, on the lane the
+                # request path uses and through redis-py (which the lane replaces there).
+                lane_ping = functools.partial(store._lane.call, "PING")
+                for label, ping in (("ping_lane", lane_ping), ("ping_redis_py", store.r.ping)):
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    for _ in range(calls):
+                        await ping()
+                    out[label] = {"wall_us": round((time.perf_counter() - t0) / calls * 1e6, 1),
+                                  "cpu_us": round((time.thread_time() - c0) / calls * 1e6, 1)}
         finally:
             await store.close()
     return out
@@ -216,7 +240,7 @@ async def main() -> int:
     if not available():
         print("redis-server is not installed (apt-get install redis-server): the comparison needs it")
         return 2
-    rounds, per_round, calls = (3, 100, 500) if args.quick else (10, 300, 5000)
+    rounds, per_round, calls = (4, 100, 500) if args.quick else (40, 100, 5000)
     with tempfile.TemporaryDirectory(prefix="swqos-bench-stores-") as tmp:
         root = Path(tmp)
         redis = RedisServer(root / "redis")
@@ -232,11 +256,17 @@ async def main() -> int:
     result["plan"] = {"rounds": rounds, "per_round": per_round, "take_calls": calls, "quick": args.quick}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "stores.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'store':8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'take(6) us':>11}")
+    print(f"{'store':8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'over memory: CPU us':>20} "
+          f"{'p50 ms':>7} {'take(6) wall/CPU us':>20}")
     for s in STORES:
-        f = result["full_stack"][s]
-        print(f"{s:8} {f['p50_ms']:8.3f} {f['p99_ms']:8.3f} {f['cpu_us_per_request']:11.1f} "
-              f"{result['take_six_cells_us'][s]:11.1f}")
+        f, t = result["full_stack"][s], result["take_six_cells_us"][s]
+        over = (f"{f['cpu_over_memory_us']:20.1f} {f['p50_over_memory_ms']:7.3f}" if s != "memory"
+                else f"{'-':>20} {'-':>7}")
+        print(f"{s:8} {f['p50_ms']:8.3f} {f['p99_ms']:8.3f} {f['cpu_us_per_request']:11.1f} {over} "
+              f"{t['wall_us']:>9.1f} / {t['cpu_us']:<8.1f}")
+    for label in ("ping_lane", "ping_redis_py"):
+        t = result["take_six_cells_us"][label]
+        print(f"a bare PING ({label.removeprefix('ping_')}): {t['wall_us']:.1f} us wall, {t['cpu_us']:.1f} us CPU")
     print(f"redis sizing: {result['redis_sizing']}")
     return 0
 

@@ -2,11 +2,12 @@
 
 Exactly one store is selected per host-proxy (``[pipeline] store = "memory"``, the default;
 ``swqos-state`` adds ``sqlite`` and ``redis``), built before every other layer and handed to
-their factories as ``ctx.store``. The operations are shaped so that each pipeline stage costs the
-store one round trip:
+their factories as ``ctx.store``. The operations are shaped so that a call costs the store one
+round trip:
 
 - :meth:`StateStore.take` decides several GCRA cells at once (an address and its /56 and /48,
-  the handshake quota, ...), each with its own rate, and consumes one from each only if all admit;
+  the handshake quota, the trader's quotas), each with its own rate, and consumes one from each
+  only if all admit;
 - :meth:`StateStore.record_failures` counts one failed authentication under several keys and
   returns each key's ban state;
 - policy records (:class:`PolicyRecord`) hold every admin change (a revoked trader, an allowlist,

@@ -20,9 +20,14 @@ unverified ``sub`` never touches that trader's quota.
 
 Where the cells live: with the in-process store (``[pipeline] store = "memory"``) in this
 object's own tables (:mod:`swqos_ratelimit.store`); with a persistent or shared store (sqlite,
-redis) in that store, every stage in one :meth:`~swqos_core.store.StateStore.take` round trip.
-When a shared store fails, the limits fall back to the local tables with every quota divided by
-the store's ``replicas`` (logged, counted), and go back to the store when it answers again.
+redis) in that store, in one :meth:`~swqos_core.store.StateStore.take` round trip per call: a
+signature's address and trader cells are taken together after authentication (the threat
+model's order: authentication, then per-IP and per-trader limits), all or nothing; before
+authentication the local tables alone shield the authenticator from an address's flood, at the
+configured rate. A GetIdentity call, which ends at authentication, takes its address cells from
+the store before it. When a shared store fails, the limits fall back to the local tables with
+every quota divided by the store's ``replicas`` (logged, counted), and go back to the store when
+it answers again.
 Runtime trader quota overrides are policy records in the store: they survive a restart and apply
 on every replica.
 """
@@ -181,6 +186,9 @@ class GcraRateLimiter:
         self.store = store if store is not None and not isinstance(store, MemoryStateStore) else None
         self._divided: dict[Rate, Rate] = {}
         self.fallbacks = 0
+        #: The shared store's last take failed: address limits before authentication use the
+        #: per-replica share until a take succeeds again.
+        self._store_down = False
         self.policy_store = store
         if store is not None:
             store.subscribe(QUOTA_NAMESPACE, self._apply_quota_record)
@@ -220,6 +228,33 @@ class GcraRateLimiter:
     # --- the RateLimiter protocol ----------------------------------------------------------
 
     async def check_address(self, head: RequestHead, client: ClientAddress) -> None:
+        checks = self._address_checks(head, client)
+        if self.store is None:
+            await self._take_local(checks)
+        elif head.rpc != "SignCertificateVerify":
+            # GetIdentity ends at authentication: its cells go to the store here.
+            await self._take_shared(checks, fallback=checks)
+        else:
+            # A signature's address cells go to the store after authentication, in the same round
+            # trip as the trader's (check_principal). Before it, this replica's own tables shield
+            # the authenticator from a flood at the configured rate, or at the per-replica share
+            # while the store is away (no fleet-wide take is happening then).
+            if self._store_down:
+                checks = tuple((lim, key, self._per_replica(rate)) for lim, key, rate in checks)
+            await self._take_local(checks)
+        self.admitted["address"] += 1
+
+    async def check_principal(self, head: RequestHead, principal: Principal, client: ClientAddress) -> None:
+        if head.rpc != "SignCertificateVerify":
+            return  # trader quotas count signatures (handshakes), nothing else
+        trader = self._trader_checks(principal.subject)
+        if self.store is None:
+            await self._take_local(trader)
+        else:
+            await self._take_shared(self._address_checks(head, client) + trader, fallback=trader)
+        self.admitted["principal"] += 1
+
+    def _address_checks(self, head: RequestHead, client: ClientAddress) -> tuple[tuple[_Limit, Key, Rate], ...]:
         key = client.key
         rates = self._addr_overrides.get(key) if self._addr_overrides else None
         rate, hs_rate = rates or (self.address_rate, self.handshake_rate)
@@ -236,34 +271,32 @@ class GcraRateLimiter:
             checks.append((l_rate, agg, a_rate))
             if sign:
                 checks.append((l_hs, agg, a_hs))
-        await self._take(tuple(checks))
-        self.admitted["address"] += 1
+        return tuple(checks)
 
-    async def check_principal(self, head: RequestHead, principal: Principal, client: ClientAddress) -> None:
-        if head.rpc != "SignCertificateVerify":
-            return  # trader quotas count signatures (handshakes), nothing else
-        sub = principal.subject
+    def _trader_checks(self, sub: str) -> tuple[tuple[_Limit, Key, Rate], ...]:
         rate, sustained = self._rates_for_trader(sub)
-        await self._take(((self._l_trader, sub, rate), (self._l_sustained, sub, sustained)))
-        self.admitted["principal"] += 1
+        return ((self._l_trader, sub, rate), (self._l_sustained, sub, sustained))
 
-    async def _take(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
-        """Admit only if every limit admits; then consume one cell from each, or none."""
-        if self.store is not None:
-            cells = [Cell(f"rl:{limit.label}:{key}", rate.interval_ns, rate.tolerance_ns, limit.label)
-                     for limit, key, rate in checks]
-            try:
-                taken = await self.store.take(cells)
-            except StoreUnavailable as exc:
-                self._note_fallback(exc)
-                await self._take_local(tuple((lim, key, self._per_replica(rate)) for lim, key, rate in checks))
-                return
-            if taken.ok:
-                return
-            label = taken.label or checks[0][0].label
-            raise self._refuse(self._full_labels.get(label, "address_table_full") if taken.full else label,
-                               taken.wait_ns)
-        await self._take_local(checks)
+    async def _take_shared(self, checks: tuple[tuple[_Limit, Key, Rate], ...],
+                           fallback: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
+        """Every cell of the request in one store round trip, all or nothing. When the store
+        fails, ``fallback`` (for a signature the trader's cells: its address cells were taken
+        locally before authentication) comes from this replica's tables at the per-replica share."""
+        assert self.store is not None
+        cells = [Cell(f"rl:{limit.label}:{key}", rate.interval_ns, rate.tolerance_ns, limit.label)
+                 for limit, key, rate in checks]
+        try:
+            taken = await self.store.take(cells)
+        except StoreUnavailable as exc:
+            self._note_fallback(exc)
+            await self._take_local(tuple((lim, key, self._per_replica(rate)) for lim, key, rate in fallback))
+            return
+        self._store_down = False
+        if taken.ok:
+            return
+        label = taken.label or checks[0][0].label
+        raise self._refuse(self._full_labels.get(label, "address_table_full") if taken.full else label,
+                           taken.wait_ns)
 
     def _per_replica(self, rate: Rate) -> Rate:
         """The quota one replica may grant alone while the shared store is away: divided by replicas."""
@@ -278,6 +311,7 @@ class GcraRateLimiter:
         return got
 
     def _note_fallback(self, exc: Exception) -> None:
+        self._store_down = True
         self.fallbacks += 1
         if self.fallbacks & (self.fallbacks - 1) == 0:  # powers of two: a line per outage, not per request
             self.log.error("state store unavailable (%s): rate limits use this replica's own tables with quotas "

@@ -21,6 +21,9 @@ FAMILIES = (
                  ("layer", "limit")),
     MetricFamily("swqos_ratelimit_admitted", "counter", "Admissions by check (address or principal).",
                  ("layer", "check")),
+    MetricFamily("swqos_ratelimit_store_fallbacks", "counter",
+                 "Calls limited by this replica's own tables at the per-replica share because the state store "
+                 "failed.", ("layer",)),
     MetricFamily("swqos_ratelimit_trader_overrides", "gauge", "Per-trader quota overrides, by source.",
                  ("layer", "source")),
 )
@@ -45,6 +48,7 @@ class RateLimitMetrics:
                 yield ("swqos_ratelimit_refused", (name, str(limit)), float(n))
             for check, n in stats.get("admitted", {}).items():
                 yield ("swqos_ratelimit_admitted", (name, str(check)), float(n))
+            yield ("swqos_ratelimit_store_fallbacks", (name,), float(stats.get("store_fallbacks", 0)))
             overrides = stats.get("overrides", {})
             for source in ("traders_config", "traders_runtime"):
                 if source in overrides:

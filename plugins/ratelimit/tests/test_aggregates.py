@@ -1,5 +1,5 @@
 """IPv6 /56 and /48 aggregates (issue 13): a /48 holder does not get 65,536 fresh quotas; and the
-limiter on a shared store: one round trip, per-replica fallback when the store fails."""
+limiter on a shared store: one round trip per call, per-replica fallback when the store fails."""
 
 from __future__ import annotations
 
@@ -106,10 +106,10 @@ class FlakyStore:
         self.inner = MemoryStateStore()
         self.replicas = replicas
         self.down = False
-        self.takes = 0
+        self.takes: list[list[str]] = []  # the labels of each take's cells
 
     async def take(self, cells):
-        self.takes += 1
+        self.takes.append([c.label for c in cells])
         if self.down:
             raise StoreUnavailable("flaky: connection refused")
         return self.inner.take_now(cells)
@@ -123,18 +123,53 @@ class FlakyStore:
         return await self.inner.put_policy(namespace, key, value, actor)
 
 
-async def test_one_store_round_trip_per_stage():
+async def test_one_store_round_trip_per_call():
     store = FlakyStore()
     lim = GcraRateLimiter(store=store, clock=FakeClock())  # type: ignore[arg-type]
-    await lim.check_address(SIGN, in48(0x20010DB80047, 1))  # six cells: three prefixes x (rate, handshakes)
-    await lim.check_principal(SIGN, trader("t"), client("203.0.113.1"))
-    assert store.takes == 2
-    assert len(lim._addr_store) == 0  # nothing in the local tables while the store answers
+    c = in48(0x20010DB80047, 1)
+    await lim.check_address(SIGN, c)  # before authentication: this replica's tables only
+    assert store.takes == [] and len(lim._addr_store) == 1
+    await lim.check_principal(SIGN, trader("t"), c)  # the six address cells and the trader's two
+    assert store.takes == [["address_rate", "address_handshakes", "address_rate_56", "address_handshakes_56",
+                            "address_rate_48", "address_handshakes_48", "trader_rate", "trader_sustained"]]
+    await lim.check_address(IDENTITY, c)  # GetIdentity ends at authentication: its take is here
+    assert store.takes[1] == ["address_rate", "address_rate_56", "address_rate_48"]
+    assert len(lim._trader_store) == 0  # trader cells never live locally while the store answers
+
+
+async def test_address_quota_is_fleet_wide_for_signatures():
+    store = FlakyStore()
+    s = GcraSettings(handshakes=Quota(6, 3600.0, 6))
+    a, b = (GcraRateLimiter(s, store=store, clock=FakeClock()) for _ in range(2))  # type: ignore[arg-type]
+    c = client("203.0.113.5")
+
+    async def sign_through(lim: GcraRateLimiter, sub: str) -> bool:
+        return await passes(lim.check_address(SIGN, c)) and await passes(lim.check_principal(SIGN, trader(sub), c))
+
+    got = [await sign_through(a if i % 2 else b, f"t{i}") for i in range(10)]
+    assert got.count(True) == 6  # one address's handshakes across both replicas, not 6 each
+    assert a.refused["address_handshakes"] + b.refused["address_handshakes"] == 4
+    # A refused take consumed nothing: the traders' own quotas are untouched.
+    assert await passes(a.check_principal(SIGN, trader("t1"), client("203.0.113.6")))
+
+
+async def test_before_authentication_a_flood_meets_the_local_tables_at_the_configured_rate():
+    store = FlakyStore()
+    lim = GcraRateLimiter(GcraSettings(address=Quota(5, 1.0, 5)), store=store, clock=FakeClock())  # type: ignore[arg-type]
+    c = client("203.0.113.7")
+    got = [await passes(lim.check_address(SIGN, c)) for _ in range(8)]  # bad credentials never get further
+    assert got.count(True) == 5 and store.takes == []
+    store.down = True
+    await passes(lim.check_principal(SIGN, trader("t"), client("203.0.113.8")))  # the store fails once
+    other = client("203.0.113.9")
+    got = [await passes(lim.check_address(SIGN, other)) for _ in range(5)]
+    assert got.count(True) == 1  # while it is away: 5 divided by the 3 replicas (burst 1)
 
 
 async def test_store_failure_falls_back_to_per_replica_quotas_and_recovers(caplog):
     store = FlakyStore(replicas=3)
-    s = GcraSettings(trader=Quota(30, 3600.0, 30))
+    loose = Quota(1000, 1.0, 1000)  # the trader's quota is the one under test
+    s = GcraSettings(trader=Quota(30, 3600.0, 30), address=loose, handshakes=loose)
     lim = GcraRateLimiter(s, store=store, clock=FakeClock())  # type: ignore[arg-type]
     c, t = client("203.0.113.1"), trader("t")
     store.down = True

@@ -20,6 +20,9 @@ FAMILIES = (
                  ("store",)),
     MetricFamily("swqos_state_store_dropped", "counter",
                  "Failures not queued and bans not mirrored because their bound was reached.", ("store", "what")),
+    MetricFamily("swqos_state_store_busy_refusals", "counter",
+                 "Rate-limit takes failed at once because max_in_flight commands were already waiting for the "
+                 "store (the limiter then used this replica's share).", ("store",)),
 )
 
 
@@ -40,6 +43,7 @@ class StoreCollector:
         yield "swqos_state_store_policy_records", name, float(st.policy_records)
         yield "swqos_state_store_dropped", (st.name, "failures"), float(self.store.dropped_failures)
         yield "swqos_state_store_dropped", (st.name, "bans"), float(self.store.dropped_bans)
+        yield "swqos_state_store_busy_refusals", name, float(self.store.busy_refusals())
 
 
 def status_of(store: StateStore) -> Mapping[str, Any]:

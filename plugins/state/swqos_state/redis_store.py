@@ -19,6 +19,7 @@ timeout and the pool a size; the URL is only ever logged without its password.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import ssl
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
@@ -42,6 +44,7 @@ from swqos_core.store import (
     check_policy_item,
     export_document,
 )
+from swqos_state.lane import LaneError, LaneTarget, RedisLane
 from swqos_state.sync import StoreSync, SyncSettings
 
 #: Stream lengths kept (approximate trimming); a replica further behind reloads the policy hash.
@@ -140,8 +143,12 @@ class RedisSettings(SyncSettings):
     #: times out is a store failure; keep it well under ``[proxy] deadline_ms``.
     timeout_ms: int = 50
     connect_timeout_ms: int = 500
-    #: Connections in the pool; a caller waits at most ``timeout_ms`` for one.
+    #: Connections in the pool for everything off the request path (polls, policy writes,
+    #: failures, export); a caller waits at most ``timeout_ms`` for one.
     max_connections: int = 32
+    #: Rate-limit commands the request path may have waiting on its one pipelined connection;
+    #: beyond it a take fails at once and the limiter falls back to per-replica limits (counted).
+    max_in_flight: int = 4096
     #: Start even when Redis is unreachable (logged); with ``on_failure = "refuse"`` the proxy then
     #: stays NOT_SERVING until Redis answers. Without it an unreachable Redis stops startup.
     start_without_store: bool = False
@@ -167,6 +174,8 @@ class RedisSettings(SyncSettings):
             raise ValueError("timeout_ms must be 10..10000 and connect_timeout_ms 10..30000")
         if not 1 <= self.max_connections <= 1024:
             raise ValueError("max_connections must be between 1 and 1024")
+        if not 1 <= self.max_in_flight <= 100_000:
+            raise ValueError("max_in_flight must be between 1 and 100000")
         if not 16 <= self.max_policy_records <= 10_000_000:
             raise ValueError("max_policy_records must be between 16 and 10000000")
 
@@ -195,7 +204,8 @@ class RedisStateStore(StoreSync):
     shared = True
 
     def __init__(self, settings: RedisSettings, *, password: str | None, tls: dict[str, Any] | None,
-                 state: Any = None, logger: logging.Logger | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, state: Any = None,
+                 logger: logging.Logger | None = None) -> None:
         super().__init__(settings, state=state, logger=logger or logging.getLogger("swqos.store.redis"))
         self.s = settings
         self.where = redact(settings.url)
@@ -218,13 +228,22 @@ class RedisStateStore(StoreSync):
             kwargs.update(tls)
         self._pool = aioredis.BlockingConnectionPool.from_url(settings.url, **kwargs)
         self.r = aioredis.Redis(connection_pool=self._pool)
-        self._take_script = self.r.register_script(_TAKE)
+        # The request path's takes go over the lane (swqos_state.lane), not through redis-py.
+        self._lane = RedisLane(LaneTarget.from_url(settings.url, username=settings.username, password=password,
+                                                   ssl_context=ssl_context, where=self.where),
+                               timeout=settings.timeout_ms / 1000, connect_timeout=settings.connect_timeout_ms / 1000,
+                               max_pending=settings.max_in_flight)
+        # SHA-1 because EVALSHA names a script by it, not for security.
+        self._take_sha = hashlib.sha1(_TAKE.encode(), usedforsecurity=False).hexdigest()
         self._fail_script = self.r.register_script(_FAIL)
         self._put_script = self.r.register_script(_PUT)
         self._ban_id = "0-0"
         self._policy_id = "0-0"
         self._version = 0
         self._ban_seq = 0
+
+    def busy_refusals(self) -> int:
+        return self._lane.busy_refusals
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -288,6 +307,7 @@ class RedisStateStore(StoreSync):
 
     async def close(self) -> None:
         await self.stop_sync()
+        await self._lane.close()
         await self._close_pool()
 
     async def _close_pool(self) -> None:
@@ -308,14 +328,22 @@ class RedisStateStore(StoreSync):
             # Known down: fail at once (the caller falls back) rather than wait out a connect
             # timeout per request; the sync loop keeps probing and clears this when Redis answers.
             raise StoreUnavailable(f"redis {self.where}: unreachable since {self.last_error or 'start'}")
-        args: list[int] = []
+        prefix = self.s.prefix + "c:"
+        command: list[str | int] = ["EVALSHA", self._take_sha, len(cells)]
+        command += [prefix + c.key for c in cells]
         for c in cells:
-            args += [max(1, c.interval_ns // 1000), c.tolerance_ns // 1000]
+            command += [max(1, c.interval_ns // 1000), c.tolerance_ns // 1000]
         try:
-            index, wait = await self._take_script(keys=[self.s.prefix + "c:" + c.key for c in cells], args=args)
-        except (rexc.RedisError, OSError) as exc:
-            raise self._unavailable(exc) from None
-        index = int(index)
+            reply = await self._lane.call(*command)
+            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+                # The server lost its script cache (a restart): EVAL sends the body and caches it.
+                command[:2] = ["EVAL", _TAKE]
+                reply = await self._lane.call(*command)
+        except LaneError as exc:
+            raise StoreUnavailable(f"redis {self.where}: {exc}") from None
+        if isinstance(reply, hiredis.ReplyError):
+            raise StoreUnavailable(f"redis {self.where}: {reply}")
+        index, wait = reply
         if index == 0:
             return Taken(True)
         return Taken(False, cells[index - 1].label, max(1, int(wait)) * 1000)
@@ -460,21 +488,32 @@ def _read_password(path: Path) -> str:
     return text
 
 
-def _tls_options(settings: RedisSettings, ctx: Any) -> dict[str, Any] | None:
-    """redis-py's TLS arguments: the server certificate verified (against ``ca_file`` or the system
-    store) with its host name checked, TLS 1.2 at least, an optional client certificate."""
+def _tls_options(settings: RedisSettings, ctx: Any) -> tuple[dict[str, Any], ssl.SSLContext] | None:
+    """The same TLS policy twice, for redis-py (its keyword arguments) and for the request path's
+    lane (an SSLContext): the server certificate verified against ``ca_file`` or the system store,
+    its host name checked, TLS 1.2 at least, an optional client certificate."""
     if not settings.url.startswith("rediss://"):
         return None
-    out: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True,
-                           "ssl_min_version": ssl.TLSVersion.TLSv1_2}
-    for name, key in (("ca_file", "ssl_ca_certs"), ("client_cert", "ssl_certfile"), ("client_key", "ssl_keyfile")):
+    files: dict[str, str] = {}
+    for name in ("ca_file", "client_cert", "client_key"):
         value = getattr(settings, name)
         if value is not None:
             path = ctx.path(value)
             if not path.is_file():
                 raise ConfigError(f"[layers.store.redis] {name} {path}: not a readable file")
-            out[key] = str(path)
-    return out
+            files[name] = str(path)
+    options: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True,
+                               "ssl_min_version": ssl.TLSVersion.TLSv1_2}
+    options.update({key: files[name] for name, key in (("ca_file", "ssl_ca_certs"), ("client_cert", "ssl_certfile"),
+                                                        ("client_key", "ssl_keyfile")) if name in files})
+    try:
+        context = ssl.create_default_context(cafile=files.get("ca_file"))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if "client_cert" in files:
+            context.load_cert_chain(files["client_cert"], files["client_key"])
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[layers.store.redis] ca_file or client certificate: {exc}") from None
+    return options, context
 
 
 def build(settings: RedisSettings, ctx: Any) -> RedisStateStore:
@@ -486,5 +525,6 @@ def build(settings: RedisSettings, ctx: Any) -> RedisStateStore:
         raise ConfigError(f"[layers.store.redis] {redact(settings.url)}: no password (password_file or the URL); "
                           "never run the fleet's state on an unauthenticated Redis (allow_unauthenticated = true "
                           "only for a loopback test server)")
-    return RedisStateStore(settings, password=password, tls=_tls_options(settings, ctx), state=ctx.state,
-                           logger=ctx.logger)
+    tls = _tls_options(settings, ctx)
+    return RedisStateStore(settings, password=password, tls=tls[0] if tls else None,
+                           ssl_context=tls[1] if tls else None, state=ctx.state, logger=ctx.logger)

@@ -299,6 +299,11 @@ class StoreSync:
     def available(self) -> bool:
         return self._failing_since is None
 
+    def busy_refusals(self) -> int:
+        """Rate-limit takes refused at once because the store's request-path bound was reached
+        (redis: ``max_in_flight``); 0 for a store without one."""
+        return 0
+
     def status(self) -> StoreStatus:
         detail = "ok" if self.available else f"unreachable: {self.last_error}"
         return StoreStatus(self.name, self.available, detail, degraded=not self.available and
