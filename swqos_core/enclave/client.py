@@ -7,23 +7,26 @@ NOT_SERVING; when it comes back both recover by themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import socket
 import time
+from collections.abc import Callable
 
 from swqos_core.enclave.protocol import (
     HOST_MAX_FRAME,
+    LENGTH,
     RESPONSES,
     ErrorCode,
     Frame,
     FrameType,
     ProtocolError,
+    check_length,
     decode_error,
     decode_identity,
     encode,
     parse_address,
+    parse_frame,
     read_frame,
 )
 from swqos_core.errors import Rejection, invalid_argument, resource_exhausted, unavailable
@@ -42,6 +45,69 @@ async def open_connection(address: str) -> tuple[asyncio.StreamReader, asyncio.S
     return await asyncio.open_connection(sock=sock)
 
 
+async def connect(address: str, protocol_factory: Callable[[], asyncio.Protocol]) -> asyncio.Transport:
+    """A transport to the enclave (``unix:`` path or ``vsock:`` CID and port) driving a Protocol."""
+    kind, where = parse_address(address)
+    loop = asyncio.get_running_loop()
+    if kind == "unix":
+        transport, _ = await loop.create_unix_connection(protocol_factory, str(where))
+        return transport
+    sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)  # type: ignore[attr-defined]
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, where)
+        transport, _ = await loop.create_connection(protocol_factory, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport
+
+
+class _Answers(asyncio.Protocol):
+    """The host's end of the enclave connection: each answer goes to its waiting call as soon as
+    the read that carried it is parsed (no reader task, no per-frame wake-up; a read holding many
+    answers is one callback)."""
+
+    def __init__(self, pending: dict[int, asyncio.Future[Frame]],
+                 on_lost: Callable[[asyncio.BaseTransport], None]) -> None:
+        self.pending = pending
+        self.on_lost = on_lost
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        try:
+            while len(buf) >= LENGTH.size:
+                (length,) = LENGTH.unpack_from(buf)
+                check_length(length, HOST_MAX_FRAME)
+                end = LENGTH.size + length
+                if len(buf) < end:
+                    return
+                frame = parse_frame(bytes(buf[LENGTH.size:end]))
+                del buf[:end]
+                if frame.type not in RESPONSES:
+                    raise ProtocolError(f"{frame.type.name} from the enclave is not a response")
+                future = self.pending.get(frame.request_id)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+        except ProtocolError as exc:
+            log.error("enclave protocol error: %s", exc)
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.on_lost(self.transport)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
 class EnclaveClient:
     def __init__(
         self,
@@ -57,7 +123,7 @@ class EnclaveClient:
         self.max_inflight = max_inflight
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
@@ -148,8 +214,9 @@ class EnclaveClient:
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow close()'s cancel when the
                 # awaited call completes in the same loop turn (gh-86296), and close() then waits forever.
+                answers = _Answers(self._pending, self._connection_lost)
                 async with asyncio.timeout(self.connect_timeout):
-                    reader, writer = await open_connection(self.address)
+                    transport = await connect(self.address, lambda a=answers: a)
             except (OSError, TimeoutError, ValueError) as exc:
                 if self.state.enclave_connected or backoff == 0.05:
                     log.warning("enclave %s unreachable: %s", self.address, exc)
@@ -158,16 +225,19 @@ class EnclaveClient:
                 backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.05
-            self._writer = writer
-            reader_task = asyncio.create_task(self._read(reader))
             try:
                 async with asyncio.timeout(2.0):
-                    public_key, signatures, measurement, _ = await self.identity(b"")
+                    public_key, signatures, measurement = await self._hello(transport, answers)
+                # Only now do calls use this connection: an enclave that accepts but never answers
+                # (one shutting down) must not hold a trader's call until its deadline.
+                self._writer = transport
                 self.state.set_enclave(True, EnclaveIdentity(public_key, measurement, signatures))
                 self.enclave_signatures = signatures
                 log.info("connected to enclave %s", self.address)
-                while not reader_task.done():
-                    await asyncio.sleep(self.ping_interval)
+                while not answers.lost.done():
+                    await asyncio.wait({answers.lost}, timeout=self.ping_interval)
+                    if answers.lost.done():
+                        break
                     # Health pings bypass the in-flight bound: a full queue is back-pressure, not a dead enclave.
                     async with asyncio.timeout(max(self.ping_interval, 0.5)):
                         pong = await self._call(FrameType.PING, b"", 0, bounded=False)
@@ -176,28 +246,33 @@ class EnclaveClient:
             except (Rejection, TimeoutError, ProtocolError) as exc:
                 log.warning("enclave connection unhealthy: %s", exc or type(exc).__name__)
             finally:
-                reader_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader_task
                 self._drop("enclave connection lost")
-                writer.close()
+                transport.close()
             self.state.set_enclave(False)
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _hello(self, transport: asyncio.Transport, answers: _Answers) -> tuple[bytes, int, str | None]:
+        """The enclave's identity, asked on a new connection before any call may use it."""
+        request_id = next(self._ids) & 0xFFFFFFFF
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
         try:
-            while True:
-                frame = await read_frame(reader, HOST_MAX_FRAME)
-                if frame is None:
-                    return
-                if frame.type not in RESPONSES:
-                    raise ProtocolError(f"{frame.type.name} from the enclave is not a response")
-                future = self._pending.get(frame.request_id)
-                if future is not None and not future.done():
-                    future.set_result(frame)
-        except ProtocolError as exc:
-            log.error("enclave protocol error: %s", exc)
-        except (ConnectionError, OSError):
-            pass
+            transport.write(encode(FrameType.IDENTITY, request_id, 0, b""))
+            await asyncio.wait({future, answers.lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._pending.pop(request_id, None)
+        if not future.done():
+            raise ProtocolError("the enclave closed the connection before saying who it is")
+        frame = future.result()
+        if frame.type is not FrameType.IDENTITY_RESULT:
+            raise ProtocolError(f"{frame.type.name} instead of the enclave's identity")
+        public_key, signatures, measurement, _ = decode_identity(frame.data)
+        return public_key, signatures, measurement
+
+    def _connection_lost(self, transport: asyncio.BaseTransport) -> None:
+        """The connection in use closed: fail its calls now (UNAVAILABLE), not at their deadlines."""
+        if self._writer is not None and self._writer is transport:
+            self._drop("enclave connection lost")
+            self.state.set_enclave(False)
 
     def _drop(self, reason: str) -> None:
         self._writer = None

@@ -77,6 +77,15 @@ class Browser:
         wait = WebDriverWait(self.driver, timeout)
         return await self.run(wait.until, ec.presence_of_element_located((By.CSS_SELECTOR, selector)))
 
+    async def wait_for_text(self, text: str, timeout: float = 15.0) -> str:
+        """The page source once it contains ``text`` (a clicked form's answer is a navigation the
+        click does not wait for)."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        wait = WebDriverWait(self.driver, timeout)
+        await self.run(wait.until, lambda driver: text in driver.page_source)
+        return await self.source()
+
     async def script(self, js: str, *args: Any) -> Any:
         return await self.run(self.driver.execute_script, js, *args)
 

@@ -92,7 +92,7 @@ async def test_dashboard_in_a_browser_over_mutual_tls(tmp_path):
                 await browser.script(
                     "document.querySelector('tr[data-sub=\"trader-alice\"] form input[name=csrf]').remove()")
                 await browser.click('tr[data-sub="trader-alice"] form[data-op="restore-trader"] button')
-                assert "form refused: missing CSRF token" in await browser.source()
+                assert "form refused: missing CSRF token" in await browser.wait_for_text("form refused")
                 assert (await stack.sign(valid_cv(), token=alice)).code == REVOKED
                 refusals = await audit_lines(tmp_path / "audit.jsonl", 1, lambda x: x.get("type") == "admin"
                                              and x.get("operation") == "ui:restore-trader")
