@@ -126,7 +126,7 @@ class Bench:
         self.p, self.dev, self.tmp, self.paths, self.args = p, dev, tmp, paths, args
         self.started = time.time()
         self.ca = dev.ca.read_bytes()
-        self.token = devstack.mint_dev_token(dev, "bench-trader", ttl=900)
+        self.token = _stages.low_s_token(lambda: devstack.mint_dev_token(dev, "bench-trader", ttl=900))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.targets: dict[str, Target] = {}
         self.enclave: subprocess.Popen[bytes] | None = None

@@ -42,7 +42,26 @@ def measure(seconds: float = 0.3) -> dict[str, Any]:
         lambda: jwt.decode(tok, pub, algorithms=["ES256"], audience="a", issuer="i"), seconds) * 1e6
     out["es256_jwt_mint_pyjwt_us"] = _per_op(
         lambda: jwt.encode({"sub": "t", "exp": 2}, ek, algorithm="ES256"), seconds) * 1e6
+    # What a cached token costs per request when its issuer happened to sign it with a high s
+    # (half of a standard ES256 issuer's tokens): the normalisation before the second lookup.
+    from swqos_auth_jwt.jwt_auth import low_s_spelling
+
+    high = next(v for v in (f"Bearer {jwt.encode({'n': i}, ek, algorithm='ES256')}" for i in range(64))
+                if low_s_spelling(v) != v)
+    out["jwt_high_s_normalise_us"] = _per_op(lambda: low_s_spelling(high), seconds) * 1e6
     return out
+
+
+def low_s_token(mint) -> str:
+    """A token from ``mint()`` whose signature has a low s, so every run's cached-token path costs
+    the same: half of ES256 tokens have a high s and pay ``jwt_high_s_normalise_us`` more."""
+    from swqos_auth_jwt.jwt_auth import low_s_spelling
+
+    for _ in range(64):
+        token = mint()
+        if low_s_spelling(f"Bearer {token}") == f"Bearer {token}":
+            return token
+    raise RuntimeError("64 tokens in a row with a high s: the issuer is not a standard ES256 signer")
 
 
 def _thread_per_op(fn, n: int) -> float:

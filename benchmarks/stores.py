@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._stages import low_s_token
 from swqos_core import config  # first: swqos_core pins TLS 1.3 before grpc is imported
 from swqos_core.server import start_proxy
 from swqos_core.store import Cell, MemoryStateStore
@@ -100,7 +101,7 @@ async def full_stack(root: Path, redis: RedisServer, rounds: int, per_round: int
             r.proxy = await start_proxy(config.load(proxy_config(dev, store, redis, root), process="proxy"))
             await r.wait_serving()
             replicas[store] = r
-        token = first.token("bench-trader")
+        token = low_s_token(lambda: first.token("bench-trader"))
         payload = valid_cv()
         for r in replicas.values():  # warm-up: connections, caches, scripts loaded
             await round_of(r, token, 50, payload, {})
