@@ -2,9 +2,10 @@
 
 ``deployed`` is ``deploy/proxy.toml`` minus the CDN (the client is on loopback, so the TCP peer is
 the client address): the same plugins and services: jwt authentication, the gcra limiter, the
-kill switch reading a signed manifest from a file, the limits and tls_cv pre-checks, the audit log
-and the admin listener (metrics) on a 0600 Unix socket with Argon2id admin tokens. Its quotas are
-the dev stack's (very high) so the limiter runs its full path without refusing the load.
+kill switch reading a signed manifest from a file, the limits and tls_cv pre-checks, the sqlite
+state store (limits, bans and admin changes survive a restart), the audit log and the admin
+listener (metrics) on a 0600 Unix socket with Argon2id admin tokens. Its quotas are very high so
+the limiter runs its full path without refusing the load.
 ``no_ops`` is the same without the two services of swqos-ops (no observer at all): the difference
 is what the audit log and the metrics cost.
 """
@@ -47,16 +48,17 @@ def deployed(dev: devstack.DevDir, tmp: Path) -> dict[str, Any]:
     from swqos_auth_jwt.api_tokens import create_token
 
     cfg = devstack.proxy_config(dev, "127.0.0.1:0")
-    cfg["swqos"]["plugins"] = ["auth_jwt", "ratelimit", "killswitch", "payload_tls_cv", "ops"]
+    cfg["swqos"]["plugins"] = ["auth_jwt", "ratelimit", "killswitch", "payload_tls_cv", "ops", "state"]
     cfg["proxy"].update({"max_request_bytes": 1024, "deadline_ms": 100, "max_enclave_inflight": 64})
     admin_tokens = tmp / "admin-tokens.json"
     create_token(admin_tokens, "bench-operator", "admin")
     cfg["pipeline"].update({"client_ip": ["peer"], "auth": ["jwt"], "rate_limit": ["gcra"],
                             "validate": ["limits", "tls_cv"], "revocation": ["file"],
-                            "services": ["audit", "admin"]})
+                            "services": ["audit", "admin"], "store": "sqlite"})
     layers = cfg.setdefault("layers", {})
     layers["rate_limit"] = {"gcra": {"address": HIGH, "handshakes": HIGH, "trader": HIGH, "trader_sustained": HIGH}}
     layers["revocation"] = {"file": _manifest(tmp / "killswitch")}
+    layers["store"] = {"sqlite": {"path": str(tmp / "state" / "swqos-state.sqlite3")}}  # as deploy/proxy.toml
     layers["service"] = {
         "audit": {"path": str(tmp / "audit.jsonl")},
         "admin": {"listen": f"unix://{tmp / 'admin.sock'}", "token_authenticator": "api_token",
@@ -70,6 +72,9 @@ def without_ops(cfg: dict[str, Any]) -> dict[str, Any]:
     out["swqos"]["plugins"] = [p for p in out["swqos"]["plugins"] if p != "ops"]
     out["pipeline"].pop("services", None)
     out["layers"].pop("service", None)
+    if "store" in out["layers"]:  # its own state file: two proxies on one file would share their limits
+        sqlite = out["layers"]["store"]["sqlite"]
+        sqlite["path"] = sqlite["path"].replace("swqos-state.sqlite3", "swqos-state-no-ops.sqlite3")
     return out
 
 

@@ -147,6 +147,10 @@ def strict_rules(cfg: config.AppConfig) -> list[str]:
         rules.append("[pipeline] revocation is empty: a public listener needs the kill switch (e.g. [\"https\"])")
     if "audit" not in selected.get("service", []):
         rules.append("[pipeline] services has no \"audit\": a public listener needs an audit log")
+    if selected.get("store", ["memory"]) == ["memory"]:
+        rules.append("[pipeline] store is \"memory\": a restart forgets every admin change (a revoked trader "
+                     "signs again) and every ban; a public listener needs store = \"sqlite\" (or \"redis\" "
+                     "for a fleet), from swqos-state")
     if cfg.core.allow_test_plugins:
         rules.append("[swqos] allow_test_plugins = true: test doubles may be selected")
     return rules

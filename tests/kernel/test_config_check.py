@@ -88,10 +88,11 @@ def test_problems_in_proxy_do_not_hide_the_other_sections_and_leak_no_python_err
 def test_a_public_listener_makes_the_unsafe_setups_errors(tmp_path, tls):
     report = check(proxy_toml(tmp_path, listen="0.0.0.0:8443"))
     assert report.strict is True
-    for rule in ("rate_limit is empty", "no CDN resolver", "revocation is empty", "no \"audit\""):
+    for rule in ("rate_limit is empty", "no CDN resolver", "revocation is empty", "no \"audit\"",
+                 "store is \"memory\": a restart forgets every admin change"):
         assert any(rule in p for p in report.problems), rule
     relaxed = check(proxy_toml(tmp_path, listen="0.0.0.0:8443"), strict=False)
-    assert relaxed.problems == [] and len(relaxed.warnings) == 4
+    assert relaxed.problems == [] and len(relaxed.warnings) == 5
 
 
 def test_test_plugins_allowed_is_an_error_when_strict(tmp_path, tls):

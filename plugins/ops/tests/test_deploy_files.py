@@ -33,6 +33,10 @@ def test_sample_proxy_keeps_admin_private_and_audits():
     assert isinstance(admin, AdminSettings) and admin.listen.startswith("unix://") and admin.client_ca is None
     assert admin.token_authenticator == "api_token" and admin.token_auth["accept_roles"] == ["admin"]
     assert isinstance(audit, AuditSettings) and str(audit.path).startswith("/var/log/swqos/")
+    # Revocations and bans survive a restart: a persistent store in the systemd StateDirectory.
+    assert cfg.pipeline.store == "sqlite"
+    store = chosen["store"][0].settings
+    assert str(store.path).startswith("/var/lib/swqos/")
 
 
 def test_units_run_what_the_docs_say():
