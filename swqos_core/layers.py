@@ -115,6 +115,9 @@ class BuildContext:
     state: ServiceState | None = None
     #: The host-proxy's state store (``[pipeline] store``); ``None`` in the enclave and the CLI.
     store: StateStore | None = None
+    #: Host-proxy processes serving this config (``[proxy] workers``): state that they share must
+    #: be decided across processes, not in one process's memory.
+    workers: int = 1
 
     def path(self, value: str | Path) -> Path:
         p = Path(value).expanduser()

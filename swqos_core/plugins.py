@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pluggy
 
 from swqos_core import hookspecs, schema
-from swqos_core.config import AppConfig
+from swqos_core.config import AppConfig, ProxySettings
 from swqos_core.errors import ConfigError
 from swqos_core.extensions import AdminOperation, DecisionObserver, EnclaveView, MetricsCollector, StatusReporter
 from swqos_core.layers import LAYER_KINDS, BuildContext
@@ -503,10 +503,12 @@ def build_all(cfg: AppConfig, chosen: dict[str, list[Selection]], *, state: Any 
     """Build every selected layer, the store first: every other factory receives it as ``ctx.store``."""
     store: Any = None
 
+    workers = cfg.settings.workers if isinstance(cfg.settings, ProxySettings) else 1
+
     def ctx_for(kind: str, name: str) -> BuildContext:
         return BuildContext(
             name=name, kind=kind, process=process or cfg.process, config_dir=cfg.base_dir,  # type: ignore[arg-type]
-            logger=logging.getLogger(f"swqos.{kind}.{name}"), state=state, store=store,
+            logger=logging.getLogger(f"swqos.{kind}.{name}"), state=state, store=store, workers=workers,
         )
 
     layers = build_layers({k: v for k, v in chosen.items() if k == "store"}, ctx_for)

@@ -104,7 +104,7 @@ def test_a_corrupt_file_is_refused(tmp_path):
 
 
 async def test_two_processes_sharing_the_file_see_each_others_bans_and_policy(tmp_path):
-    a, b = sqlite_store(tmp_path), sqlite_store(tmp_path)
+    a, b = sqlite_store(tmp_path, processes=2), sqlite_store(tmp_path, processes=2)
     await a.start()
     await b.start()
     seen = []
@@ -163,3 +163,76 @@ async def test_unwritable_store_is_unavailable_not_a_crash(tmp_path):
     with pytest.raises(StoreUnavailable):
         await store.record_failures([("bf:x", RULE)])
     await store.close()
+
+
+async def test_one_process_keeps_cells_in_memory_and_writes_them_behind(tmp_path):
+    store = sqlite_store(tmp_path, cells_flush_interval=10.0)
+    path = tmp_path / "state" / "swqos-state.sqlite3"
+    await store.start()
+    try:
+        assert store.cells_in_memory
+        hour = 3600 * S
+        assert (await store.take([Cell("rl:mem", hour, 0, "x")])).ok
+        assert not (await store.take([Cell("rl:mem", hour, 0, "x")])).ok  # decided in memory
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM cells").fetchone()[0] == 0  # not written yet
+        assert store.flush_cells() == 1
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT key FROM cells").fetchall() == [("rl:mem",)]
+        assert (await store.take([Cell("rl:other", hour, 0, "x")])).ok
+    finally:
+        await store.close()  # writes what is left
+    with sqlite3.connect(path) as db:
+        assert {k for (k,) in db.execute("SELECT key FROM cells")} == {"rl:mem", "rl:other"}
+    again = sqlite_store(tmp_path)
+    await again.start()
+    try:
+        assert not (await again.take([Cell("rl:other", 3600 * S, 0, "x")])).ok  # loaded back at start
+    finally:
+        await again.close()
+
+
+async def test_a_second_proxy_on_a_one_process_file_is_refused_and_a_shared_file_decides_in_the_file(tmp_path):
+    first = sqlite_store(tmp_path)
+    await first.start()
+    try:
+        with pytest.raises(ConfigError) as ei:
+            await sqlite_store(tmp_path).start()
+        assert "in use by another host-proxy" in str(ei.value) and "processes = N" in str(ei.value)
+        with pytest.raises(ConfigError):
+            await sqlite_store(tmp_path, processes=2).start()  # nor may it join as a shared one
+    finally:
+        await first.close()
+    a, b = sqlite_store(tmp_path, processes=2), sqlite_store(tmp_path, processes=2)
+    await a.start()
+    await b.start()
+    try:
+        assert not a.cells_in_memory and not b.cells_in_memory
+        cell = [Cell("rl:shared", 3600 * S, 3600 * S, "x")]  # a burst of 2
+        got = [(await store.take(cell)).ok for store in (a, b, a, b)]
+        assert got == [True, True, False, False]  # one quota for both processes
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_workers_share_the_file_without_a_setting(tmp_path):
+    import dataclasses
+
+    from swqos_state import sqlite
+
+    from .helpers import ctx, settings
+
+    base = tmp_path
+    c = dataclasses.replace(ctx(base), workers=2)  # what [proxy] workers = 2 hands every worker
+    a = sqlite.build(settings(sqlite.SqliteSettings, {}, base), c)
+    b = sqlite.build(settings(sqlite.SqliteSettings, {}, base), c)
+    await a.start()
+    await b.start()
+    try:
+        assert not a.cells_in_memory
+        assert (await a.take([Cell("rl:w", 3600 * S, 0, "x")])).ok
+        assert not (await b.take([Cell("rl:w", 3600 * S, 0, "x")])).ok
+    finally:
+        await a.close()
+        await b.close()
