@@ -146,7 +146,7 @@ async def store_take(root: Path, redis: RedisServer, calls: int) -> dict[str, di
     from swqos_state.sqlite import build as build_sqlite
 
     class Ctx:
-        config_dir, state, logger = root, None, None
+        config_dir, state, logger, process, workers = root, None, None, "proxy", 1
 
         @staticmethod
         def path(p):
