@@ -239,6 +239,78 @@ class MemorySettings:
                 raise ValueError(f"{name} must be between 16 and 50000000")
 
 
+class CellTable:
+    """GCRA cells in this process's memory, bounded: the decision of :meth:`StateStore.take` for
+    the memory store, and for a sqlite file that one process owns. Not thread-safe (one loop).
+
+    A cell is ``key -> (tat, tolerance)`` in integer nanoseconds of ``clock_ns``. When a new key
+    finds the table full, expired cells go first, then unlimited ones (a cell with a burst left
+    is as good as a fresh one); a table full of limited cells refuses new keys (``full``) and
+    never forgets a limited one.
+    """
+
+    def __init__(self, max_cells: int, clock_ns: Callable[[], int]) -> None:
+        self.max_cells = max_cells
+        self.clock_ns = clock_ns
+        self.cells: dict[str, tuple[int, int]] = {}
+        self.refused_full = 0
+        self._full_until = 0
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def take(self, cells: Sequence[Cell]) -> Taken:
+        now = self.clock_ns()
+        table = self.cells
+        worst: tuple[int, str] | None = None
+        plan: list[tuple[Cell, int]] = []
+        for c in cells:
+            held = table.get(c.key)
+            tat = now if held is None or held[0] < now else held[0]
+            allow_at = tat - c.tolerance_ns
+            if now < allow_at:
+                if worst is None or allow_at - now > worst[0]:
+                    worst = (allow_at - now, c.label)
+            else:
+                plan.append((c, tat + c.interval_ns))
+        if worst is not None:
+            return Taken(False, worst[1], worst[0])
+        new = sum(1 for c, _ in plan if c.key not in table)
+        if new and len(table) + new > self.max_cells:
+            wait = self._make_room(now, new)
+            if wait:
+                self.refused_full += 1
+                first_new = next(c for c, _ in plan if c.key not in table)
+                return Taken(False, first_new.label, wait, full=True)
+        for c, tat in plan:
+            table[c.key] = (tat, c.tolerance_ns)
+        return Taken(True)
+
+    def _make_room(self, now: int, needed: int) -> int:
+        """Drop expired, then unlimited cells; return 0 on success or ns until room is expected."""
+        if now < self._full_until:
+            return self._full_until - now
+        table = self.cells
+        for k in [k for k, (tat, _) in table.items() if tat <= now]:
+            del table[k]
+        if len(table) + needed > self.max_cells:
+            for k in [k for k, (tat, tol) in table.items() if tat - now <= tol]:
+                del table[k]
+        if len(table) + needed > self.max_cells:
+            self._full_until = min(tat - tol for tat, tol in table.values())
+            return max(1, self._full_until - now)
+        return 0
+
+    def sweep(self) -> list[str]:
+        """Forget expired cells (what a flood put here goes when it is over); returns their keys."""
+        now = self.clock_ns()
+        expired = [k for k, (tat, _) in self.cells.items() if tat <= now]
+        for k in expired:
+            del self.cells[k]
+        self._full_until = 0
+        return expired
+
+
 @dataclass
 class _Failures:
     times: collections.deque[float]
@@ -264,14 +336,16 @@ class MemoryStateStore:
         self.clock_ns = clock_ns
         self.monotonic = monotonic
         self.wall = wall
-        self._cells: dict[str, tuple[int, int]] = {}  # key -> (tat, tolerance)
-        self._full_until = 0
+        self._cells = CellTable(self.s.max_cells, clock_ns)
         self._failures: collections.OrderedDict[str, _Failures] = collections.OrderedDict()
         self._policy: dict[tuple[str, str], PolicyRecord] = {}
         self._version = 0
         self._subscribers: dict[str, list[PolicyCallback]] = collections.defaultdict(list)
-        self.refused_full = 0
         self.refused_failures = 0
+
+    @property
+    def refused_full(self) -> int:
+        return self._cells.refused_full
 
     async def start(self) -> None:
         return None
@@ -284,53 +358,10 @@ class MemoryStateStore:
         return self.take_now(cells)
 
     def take_now(self, cells: Sequence[Cell]) -> Taken:
-        now = self.clock_ns()
-        table = self._cells
-        worst: tuple[int, str] | None = None
-        plan: list[tuple[Cell, int]] = []
-        for c in cells:
-            held = table.get(c.key)
-            tat = now if held is None or held[0] < now else held[0]
-            allow_at = tat - c.tolerance_ns
-            if now < allow_at:
-                if worst is None or allow_at - now > worst[0]:
-                    worst = (allow_at - now, c.label)
-            else:
-                plan.append((c, tat + c.interval_ns))
-        if worst is not None:
-            return Taken(False, worst[1], worst[0])
-        new = sum(1 for c, _ in plan if c.key not in table)
-        if new and len(table) + new > self.s.max_cells:
-            wait = self._make_room(now, new)
-            if wait:
-                self.refused_full += 1
-                first_new = next(c for c, _ in plan if c.key not in table)
-                return Taken(False, first_new.label, wait, full=True)
-        for c, tat in plan:
-            table[c.key] = (tat, c.tolerance_ns)
-        return Taken(True)
-
-    def _make_room(self, now: int, needed: int) -> int:
-        """Drop expired, then unlimited cells; return 0 on success or ns until room is expected."""
-        if now < self._full_until:
-            return self._full_until - now
-        table = self._cells
-        for k in [k for k, (tat, _) in table.items() if tat <= now]:
-            del table[k]
-        if len(table) + needed > self.s.max_cells:
-            for k in [k for k, (tat, tol) in table.items() if tat - now <= tol]:
-                del table[k]
-        if len(table) + needed > self.s.max_cells:
-            self._full_until = min(tat - tol for tat, tol in table.values())
-            return max(1, self._full_until - now)
-        return 0
+        return self._cells.take(cells)
 
     def sweep(self) -> int:
-        now = self.clock_ns()
-        expired = [k for k, (tat, _) in self._cells.items() if tat <= now]
-        for k in expired:
-            del self._cells[k]
-        return len(expired)
+        return len(self._cells.sweep())
 
     # --- failures ------------------------------------------------------------------------
     async def record_failures(self, items: Sequence[tuple[str, FailureRule]]) -> list[FailureState]:

@@ -37,6 +37,7 @@ from typing import Any
 from swqos_core.errors import ConfigError
 from swqos_core.store import (
     Cell,
+    CellTable,
     FailureRule,
     FailureState,
     PolicyRecord,
@@ -64,6 +65,8 @@ CREATE TABLE policy (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT, act
                      at REAL NOT NULL, version INTEGER NOT NULL UNIQUE, PRIMARY KEY (namespace, key)) WITHOUT ROWID;
 """
 _TABLES = {"cells", "failures", "bans", "policy"}
+_UPSERT_CELL = ("INSERT INTO cells (key, tat, tol) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, tol = excluded.tol")
 
 
 @dataclass
@@ -120,10 +123,10 @@ class SqliteStateStore(StoreSync):
         super().__init__(settings, state=state, logger=logger or logging.getLogger("swqos.store.sqlite"))
         self.s = settings
         self.path = path
-        #: A host-proxy (not the CLI) that is the file's only process: cells live in ``_mem``.
+        #: A host-proxy (not the CLI) that is the file's only process: cells live in ``_table``.
         self.cells_in_memory = serving and settings.processes == 1 and workers == 1
         self._serving = serving
-        self._mem: dict[str, tuple[int, int]] = {}  # key -> (tat, tolerance), ns
+        self._table = CellTable(settings.max_cells, time.time_ns)  # wall clock: the file outlives us
         self._dirty: set[str] = set()
         self._lock_fd: int | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -136,8 +139,13 @@ class SqliteStateStore(StoreSync):
         self._version = 0
         self._full_until = 0
         self._sweeper: asyncio.Task[None] | None = None
-        self.refused_full = 0
+        self._refused_full_in_file = 0
         self.refused_failures = 0
+
+    @property
+    def refused_full(self) -> int:
+        """New keys refused because the cells were all limited (in memory or in the file)."""
+        return self._refused_full_in_file + self._table.refused_full
 
     # --- opening and checking the file ----------------------------------------------------
     def open(self) -> None:
@@ -258,8 +266,8 @@ class SqliteStateStore(StoreSync):
         self._deliver(self._records("SELECT namespace, key, value, actor, at, version FROM policy ORDER BY version"))
         if self.cells_in_memory:
             now = time.time_ns()
-            self._mem = {k: (tat, tol) for k, tat, tol in
-                         self._db.execute("SELECT key, tat, tol FROM cells WHERE tat > ? LIMIT ?", (now, self.s.max_cells))}
+            self._table.cells = {k: (tat, tol) for k, tat, tol in self._db.execute(
+                "SELECT key, tat, tol FROM cells WHERE tat > ? LIMIT ?", (now, self.s.max_cells))}
             self._flusher = asyncio.create_task(self._flush_forever(), name="sqlite-cells")
         self._ok()
         self.start_sync()
@@ -356,10 +364,9 @@ class SqliteStateStore(StoreSync):
                 wait = self._make_room(db, now, len(new))
                 if wait:
                     db.execute("ROLLBACK")
-                    self.refused_full += 1
+                    self._refused_full_in_file += 1
                     return Taken(False, new[0].label, wait, full=True)
-            db.executemany("INSERT INTO cells (key, tat, tol) VALUES (?, ?, ?) "
-                           "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, tol = excluded.tol", rows)
+            db.executemany(_UPSERT_CELL, rows)
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -368,61 +375,25 @@ class SqliteStateStore(StoreSync):
         return Taken(True)
 
     def _take_memory(self, cells: Sequence[Cell]) -> Taken:
-        """The same decision as :meth:`_take`, on this process's cells (the file's only user)."""
+        """The file's only process decides in memory (:class:`~swqos_core.store.CellTable`); the
+        cells it wrote go to the file with the next flush."""
         if self._db is None:
             raise StoreUnavailable(f"sqlite state file {self.path} is not open")
-        now = time.time_ns()
-        mem = self._mem
-        worst: tuple[int, str] | None = None
-        rows = []
-        for c in cells:
-            held = mem.get(c.key)
-            tat = now if held is None or held[0] < now else held[0]
-            allow_at = tat - c.tolerance_ns
-            if now < allow_at:
-                if worst is None or allow_at - now > worst[0]:
-                    worst = (allow_at - now, c.label)
-            else:
-                rows.append((c.key, tat + c.interval_ns, c.tolerance_ns))
-        if worst is not None:
-            return Taken(False, worst[1], worst[0])
-        new = [c for c in cells if c.key not in mem]
-        if new and len(mem) + len(new) > self.s.max_cells:
-            wait = self._make_room_memory(now, len(new))
-            if wait:
-                self.refused_full += 1
-                return Taken(False, new[0].label, wait, full=True)
-        for key, tat, tol in rows:
-            mem[key] = (tat, tol)
-            self._dirty.add(key)
-        return Taken(True)
-
-    def _make_room_memory(self, now: int, needed: int) -> int:
-        """Drop expired, then unlimited cells (both are as good as fresh); 0 or ns to wait."""
-        if now < self._full_until:
-            return self._full_until - now
-        mem = self._mem
-        for key in [k for k, (tat, _) in mem.items() if tat <= now]:
-            del mem[key]
-        if len(mem) + needed > self.s.max_cells:
-            for key in [k for k, (tat, tol) in mem.items() if tat - tol <= now]:
-                del mem[key]
-        if len(mem) + needed > self.s.max_cells:
-            self._full_until = min(tat - tol for tat, tol in mem.values())
-            return max(1, self._full_until - now)
-        return 0
+        taken = self._table.take(cells)
+        if taken.ok:
+            self._dirty.update(c.key for c in cells)
+        return taken
 
     def flush_cells(self) -> int:
         """Write the cells changed since the last flush in one transaction; returns how many."""
         if not self._dirty:
             return 0
-        mem, dirty = self._mem, self._dirty
+        mem, dirty = self._table.cells, self._dirty
         rows = [(k, *mem[k]) for k in dirty if k in mem]
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO cells (key, tat, tol) VALUES (?, ?, ?) "
-                           "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, tol = excluded.tol", rows)
+            db.executemany(_UPSERT_CELL, rows)
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -595,9 +566,7 @@ class SqliteStateStore(StoreSync):
         self._failure_keys = db.execute("SELECT count(*) FROM failures").fetchone()[0]
         self._full_until = 0
         if self.cells_in_memory:  # what a flood put in memory goes when its cells expire
-            for key in [k for k, (tat, _) in self._mem.items() if tat <= now_ns]:
-                del self._mem[key]
-                self._dirty.discard(key)
+            self._dirty.difference_update(self._table.sweep())
         return n
 
     # --- export / import -----------------------------------------------------------------

@@ -121,8 +121,9 @@ async def test_two_processes_sharing_the_file_see_each_others_bans_and_policy(tm
         await b.close()
 
 
-async def test_table_full_of_limited_cells_refuses_new_keys(tmp_path):
-    store = sqlite_store(tmp_path, max_cells=16)
+@pytest.mark.parametrize("processes", [1, 2])  # cells in memory, and in the file
+async def test_table_full_of_limited_cells_refuses_new_keys(tmp_path, processes):
+    store = sqlite_store(tmp_path, max_cells=16, processes=processes)
     await store.start()
     try:
         hour = 3600 * S
