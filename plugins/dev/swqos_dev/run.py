@@ -69,6 +69,15 @@ async def serve(dev: devstack.DevDir, address: ListenAddress) -> None:
     try:
         await wait_for_socket(dev.socket, enclave)
         proxy = await start_proxy(config.load(dev.config, process="proxy"))
+        # The banner means "ready": wait (bounded) for the enclave connection, so a first call
+        # made on seeing it is signed, not refused as enclave unreachable.
+        for _ in range(500):
+            if proxy.state.serving:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            print("swqos dev: the enclave is not connected yet; calls get UNAVAILABLE until it is "
+                  f"(see {dev.root / 'enclave.log'})", file=sys.stderr, flush=True)
         extra = "".join(f"  {line}\n" for line in devstack.banner_lines(dev))
         print(BANNER.format(root=dev.root, target=_display_target(address, proxy.port), pid=enclave.pid,
                             socket=dev.socket, identity=dev.identity_b58(), extra=extra), flush=True)
