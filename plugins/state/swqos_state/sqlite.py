@@ -407,7 +407,10 @@ class SqliteStateStore(StoreSync):
             try:
                 self.flush_cells()
             except sqlite3.Error as exc:  # kept dirty: the next flush writes them
-                self.log.error("sqlite: writing the rate-limit cells failed (retrying): %s", exc)
+                self.sync_failures += 1  # swqos_state_store_sync_failures_total
+                if self.sync_failures & (self.sync_failures - 1) == 0:  # a line per outage, not per flush
+                    self.log.error("sqlite: writing the rate-limit cells to %s failed (%d failures so far; "
+                                   "limits keep working in memory): %s", self.path, self.sync_failures, exc)
 
     def _make_room(self, db: sqlite3.Connection, now: int, needed: int) -> int:
         """Inside the caller's transaction: drop expired, then unlimited cells; 0 or ns to wait."""
