@@ -343,7 +343,12 @@ class RedisStateStore(StoreSync):
             raise StoreUnavailable(f"redis {self.where}: {exc}") from None
         if isinstance(reply, hiredis.ReplyError):
             raise StoreUnavailable(f"redis {self.where}: {reply}")
-        index, wait = reply
+        try:
+            index, wait = int(reply[0]), int(reply[1])
+        except (TypeError, ValueError, IndexError):
+            raise StoreUnavailable(f"redis {self.where}: the take script answered {str(reply)[:80]}") from None
+        if not 0 <= index <= len(cells):
+            raise StoreUnavailable(f"redis {self.where}: the take script named cell {index} of {len(cells)}")
         if index == 0:
             return Taken(True)
         return Taken(False, cells[index - 1].label, max(1, int(wait)) * 1000)

@@ -146,3 +146,27 @@ def test_the_url_gives_host_port_database_and_credentials():
     assert (t.host, t.port, t.db, t.username, t.password) == ("::1", 6379, 0, "u", "p")
     with pytest.raises(ValueError, match="must be a number"):
         LaneTarget.from_url("redis://h/zero", username=None, password=None, ssl_context=None, where="redis://h/zero")
+
+
+@pytest.mark.parametrize("answer", [b":7\r\n", b"*2\r\n:9\r\n$1\r\n0\r\n", b"*1\r\n:0\r\n", b"$-1\r\n"])
+async def test_a_take_answer_that_is_not_the_scripts_is_a_store_failure(answer):
+    """Fail closed on a server that answers the take with something else: StoreUnavailable (the
+    limiter then uses its per-replica share), never an admission and never a crash."""
+    from swqos_core.store import Cell, StoreUnavailable
+    from swqos_state.redis_store import RedisSettings, RedisStateStore
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            writer.write(answer)
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStateStore(RedisSettings(url=f"redis://127.0.0.1:{port}/0", allow_unauthenticated=True),
+                            password=None, tls=None)
+    try:
+        with pytest.raises(StoreUnavailable, match="take script"):
+            await store.take([Cell("rl:x", 10**9, 0, "x")])
+    finally:
+        await store._lane.close()
+        server.close()
