@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from swqos_testing.processes import stop  # noqa: F401 (the harness stops its processes through _procs)
+
 REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -44,14 +46,6 @@ def loop_tid(portfile: Path, pid: int) -> int:
     return int(side.read_text()) if side.exists() else pid
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def stats(proc: subprocess.Popen[bytes], statsfile: Path) -> dict[str, Any]:

@@ -223,20 +223,13 @@ def markdown(r: dict[str, Any]) -> str:
             head = e.get("command") or e.get("skipped")
             lines.append(f"- `{name}`: {head}; " + (f"error: {e['error']}" if "error" in e else
                                                      f"exit {e.get('exit_code')}, {e.get('wall_s')} s (JSON in latest.json)"))
-    mi = r.get("micro")
-    if mi:
-        lines += ["", "Micro-costs (in-process, one core, µs): " + ", ".join(f"{k} {v:.1f}" for k, v in mi.items())]
-    o, pp = r.get("observer_path"), r.get("pipeline_path")
-    if o:
-        lines += ["", "Decision path on the loop, in-process (thread CPU, µs per decision): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in o.items())]
-    if pp:
-        lines += ["", "Kernel pipeline, in-process, layers doing nothing (thread CPU, µs per call): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in pp.items())]
-    ep = r.get("enclave_path")
-    if ep:
-        lines += ["", "Enclave answer to one SIGN frame, in-process (thread CPU, µs): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in ep.items())]
+    for key, title, digits in (
+            ("micro", "Micro-costs (in-process, one core, µs)", 1),
+            ("observer_path", "Decision path on the loop, in-process (thread CPU, µs per decision)", 2),
+            ("pipeline_path", "Kernel pipeline, in-process, layers doing nothing (thread CPU, µs per call)", 2),
+            ("enclave_path", "Enclave answer to one SIGN frame, in-process (thread CPU, µs)", 2)):
+        if r.get(key):
+            lines += ["", f"{title}: " + ", ".join(f"{k} {v:.{digits}f}" for k, v in r[key].items())]
     if failed:
         lines += ["", "Scenarios that failed (see latest.json for the traceback): " + "; ".join(
             f"{k}: {v}" for k, v in failed.items())]

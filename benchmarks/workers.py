@@ -32,6 +32,7 @@ from benchmarks._stages import low_s_token
 from swqos_core.enclave.child import start_enclave_process  # first: swqos_core pins TLS 1.3 before grpc
 from swqos_dev import devstack
 from swqos_testing.configs import merge
+from swqos_testing.processes import children
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = ("workers_1", "workers_2")
@@ -41,19 +42,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 class Target:
@@ -79,7 +67,7 @@ class Target:
             time.sleep(0.1)
 
     def pids(self) -> list[int]:
-        return children(self.proc.pid) if self.workers > 1 else [self.proc.pid]
+        return sorted(children(self.proc.pid)) if self.workers > 1 else [self.proc.pid]
 
 
 def cpu(pids: list[int]) -> float:

@@ -30,6 +30,7 @@ from swqos_dev import devstack
 from swqos_proto import SIGN_METHOD, signer_pb2
 from swqos_testing.configs import merge
 from swqos_testing.payloads import valid_cv
+from swqos_testing.processes import children, stop
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc are Linux's")
 
@@ -48,19 +49,6 @@ def wait_for(predicate, what: str, timeout: float = 20.0):
             return value
         time.sleep(0.05)
     raise AssertionError(f"gave up waiting for {what}")
-
-
-def children(pid: int) -> set[int]:
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.add(int(entry.name))
-    return out
 
 
 def alive(pid: int) -> bool:
@@ -176,13 +164,7 @@ def supervisor(dev: devstack.DevDir, name: str, overrides: dict | None = None) -
         assert proc.poll() is None, p.log_text()
         yield p
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, 20)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import asyncio
 import collections
 import ssl
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
@@ -42,7 +42,7 @@ class LaneTarget:
     port: int
     db: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)  # never in a repr, a log line or a test's output
     ssl_context: ssl.SSLContext | None
     where: str  # the URL without its password, for messages
 

@@ -19,6 +19,7 @@ from swqos_dev import devstack
 from swqos_state.testing import free_port
 from swqos_testing.configs import merge
 from swqos_testing.payloads import valid_cv
+from swqos_testing.processes import stop
 from swqos_testing.stack import Stack
 
 SWQOS = [sys.executable, "-m", "swqos_core.cli"]
@@ -124,12 +125,7 @@ async def test_a_revocation_survives_kill_9(tmp_path):
         records = json.loads(exported.stdout)["policy"]
         assert [(r["key"], r["actor"]) for r in records] == [("sub:trader-victim", "token:ops (t9)")]
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
         await proxy.close()
 
 
