@@ -389,10 +389,12 @@ class MemoryStateStore:
             f.times = collections.deque(f.times, maxlen=rule.ban_after)
         f.times.append(now)
         if len(f.times) >= rule.ban_after and now - f.times[0] <= rule.window_seconds:
-            f.banned_until = now + ban_seconds(rule, f.strikes)
+            ban = ban_seconds(rule, f.strikes)
+            f.banned_until = now + ban
             f.strikes += 1
             f.times.clear()
-            return FailureState(rule.ban_after, f.banned_until - now, f.strikes)
+            # The ban itself, not (now + ban) - now: that float round trip can exceed the ban by an ulp.
+            return FailureState(rule.ban_after, ban, f.strikes)
         return FailureState(len(f.times), 0.0, f.strikes)
 
     def _failure_room(self, now: float) -> bool:

@@ -475,12 +475,13 @@ class SqliteStateStore(StoreSync):
         times = (recent[-(rule.ban_after - 1):] if rule.ban_after > 1 else []) + [now]
         state = FailureState(len(times), 0.0, strikes)
         if len(times) >= rule.ban_after:
-            banned_until = now + ban_seconds(rule, strikes)
+            ban = ban_seconds(rule, strikes)
+            banned_until = now + ban
             strikes += 1
             times = []
             cur = db.execute("INSERT INTO bans (key, until) VALUES (?, ?)", (key, banned_until))
             self._ban_seq = max(self._ban_seq, cur.lastrowid or 0)
-            state = FailureState(rule.ban_after, banned_until - now, strikes)
+            state = FailureState(rule.ban_after, ban, strikes)  # not (now + ban) - now: an ulp over
         db.execute("INSERT INTO failures (key, times, strikes, banned_until, last, keep) VALUES (?, ?, ?, ?, ?, ?) "
                    "ON CONFLICT (key) DO UPDATE SET times = excluded.times, strikes = excluded.strikes, "
                    "banned_until = excluded.banned_until, last = excluded.last, keep = excluded.keep",
