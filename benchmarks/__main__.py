@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _configs, _load, _procs, _report, _rounds, _stages
+from benchmarks._procs import Target
 from swqos_auth_jwt.issuer import DEV_ISSUER, DEV_KID
 from swqos_core.identity import from_base58
 from swqos_dev import devstack
@@ -105,19 +106,6 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             codes[k] = codes.get(k, 0) + v
     elapsed = max(r["elapsed"] for r in results)
     return _report.summarize(lat, codes, elapsed) | {"_lat": lat}
-
-
-class Target:
-    """One server process under test, with the (pid, tid) pairs whose CPU is measured."""
-
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], portfile: Path, enclave_pid: int | None) -> None:
-        self.name, self.proc = name, proc
-        self.addr = f"127.0.0.1:{_procs.wait_port(portfile, proc)}"
-        tid = _procs.loop_tid(portfile, proc.pid)
-        meters: dict[str, tuple[int, int | None]] = {"loop": (proc.pid, tid), "process": (proc.pid, None)}
-        if enclave_pid is not None:
-            meters["enclave"] = (enclave_pid, None)
-        self.meter = _procs.CpuMeter(**meters)
 
 
 class Bench:

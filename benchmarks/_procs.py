@@ -108,3 +108,17 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         return {k: cpu_seconds(pid, tid) - self._t0[k] for k, (pid, tid) in self.targets.items()}
+
+
+class Target:
+    """One server process under test (its port file written once it serves), with the (pid, tid)
+    pairs whose CPU is measured: its event-loop thread, the whole process, and the enclave's."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], portfile: Path, enclave_pid: int | None) -> None:
+        self.name, self.proc = name, proc
+        self.addr = f"127.0.0.1:{wait_port(portfile, proc)}"
+        tid = loop_tid(portfile, proc.pid)
+        meters: dict[str, tuple[int, int | None]] = {"loop": (proc.pid, tid), "process": (proc.pid, None)}
+        if enclave_pid is not None:
+            meters["enclave"] = (enclave_pid, None)
+        self.meter = CpuMeter(**meters)

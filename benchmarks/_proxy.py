@@ -63,6 +63,7 @@ async def main(cfg_path: str, portfile: str, statsfile: str, observe: bool = Fal
     stats = StageStats()
     if observe:
         proxy.pipeline.observers.append(stats.observe)
+        proxy.pipeline.stage_timing_every = 1  # this observer wants every call's stages
     loop = asyncio.get_running_loop()
 
     def dump() -> None:

@@ -92,8 +92,13 @@ class ProxySettings:
     #: With ``workers`` > 1: services (of ``[pipeline] services``) run in worker 0 only, like an
     #: admin listener (one address, one process); every other service runs in every worker.
     first_worker_services: list[str] = field(default_factory=list)
+    #: Time each stage of one call in this many, for the stage-duration metric (1: every call;
+    #: 0: never). Every call is still counted, and its end-to-end latency measured.
+    stage_timing_every: int = 16
 
     def __post_init__(self) -> None:
+        if not 0 <= self.stage_timing_every <= 1_000_000:
+            raise ValueError("stage_timing_every must be between 0 and 1000000")
         if not 1 <= self.workers <= 256:
             raise ValueError("workers must be between 1 and 256")
         if not 0 <= self.memory_trim_interval_s <= 3600 or not 0 <= self.malloc_arenas <= 64:

@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
-_NO_TIMINGS: Mapping[str, float] = types.MappingProxyType({})
+#: A Decision's ``stage_seconds`` when its call's stages were not timed (see ``[proxy] stage_timing_every``).
+NO_TIMINGS: Mapping[str, float] = types.MappingProxyType({})
 
 
 class Decision(NamedTuple):
@@ -38,7 +39,8 @@ class Decision(NamedTuple):
     client: str | None
     payload_len: int
     latency: float  # seconds
-    stage_seconds: Mapping[str, float] = _NO_TIMINGS
+    #: Seconds per stage reached, for one call in ``[proxy] stage_timing_every``; empty for the others.
+    stage_seconds: Mapping[str, float] = NO_TIMINGS
     #: The payload as received; observers that log it use :attr:`payload_sha256`, never the bytes.
     payload: bytes = b""
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
-from swqos_core.net import IPAddress, address_key
+from swqos_core.net import IPAddress, address_key, ip_text
 from swqos_core.store import StateStore
 
 if TYPE_CHECKING:
@@ -26,8 +27,13 @@ Role = Literal["trader", "probe", "admin"]
 RpcName = Literal["SignCertificateVerify", "GetIdentity", "Health"]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
+#: A call without TLS auth context (tests, a plaintext listener): an empty, read-only mapping.
+NO_AUTH_CONTEXT: Mapping[str, Sequence[bytes]] = MappingProxyType({})
+
+
+# The values a request carries through the stages are immutable NamedTuples: every call builds
+# several, and a frozen dataclass costs several times more to build (a setattr per field).
+class RequestHead(NamedTuple):
     """What the host-proxy knows about a call before reading its body."""
 
     rpc: RpcName
@@ -36,7 +42,7 @@ class RequestHead:
     #: Invocation metadata as received (keys lower-case; ``-bin`` keys carry bytes).
     metadata: tuple[tuple[str, str | bytes], ...]
     #: TLS auth context from grpc (``transport_security_type``, ``x509_pem_cert``, ...).
-    auth_context: Mapping[str, Sequence[bytes]] = field(default_factory=dict)
+    auth_context: Mapping[str, Sequence[bytes]] = NO_AUTH_CONTEXT
     #: Random id shared by the proxy's and the enclave's log lines for this call.
     request_id: str = ""
 
@@ -46,8 +52,7 @@ class RequestHead:
         return [v for k, v in self.metadata if k == name and isinstance(v, str)]
 
 
-@dataclass(frozen=True, slots=True)
-class ClientAddress:
+class ClientAddress(NamedTuple):
     """The address a request is attributed to, after the CDN stage."""
 
     ip: IPAddress | None
@@ -62,11 +67,10 @@ class ClientAddress:
         return address_key(self.ip, self.peer)
 
     def __str__(self) -> str:
-        return str(self.ip) if self.ip is not None else self.peer
+        return ip_text(self.ip) if self.ip is not None else self.peer
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(NamedTuple):
     """A verified caller. Only an authenticator creates one, and only after checking a credential."""
 
     subject: str

@@ -6,15 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from swqos_core import config, reference, schema
+from swqos_core import config, schema
 from swqos_core.cli import main
+from swqos_testing import reference
 
 ROOT = Path(__file__).parents[2]
 
 
 def test_committed_reference_matches_the_generator() -> None:
     committed = (ROOT / "docs" / "reference.md").read_text()
-    assert committed == reference.generate(), "docs/reference.md is stale: run python -m swqos_core.reference docs/reference.md"
+    assert committed == reference.generate(), \
+        "docs/reference.md is stale: run python -m swqos_testing.reference docs/reference.md"
 
 
 def test_reference_lists_every_kernel_key() -> None:

@@ -21,7 +21,7 @@ audit service is not selected.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import functools
 import json
 import logging
 import logging.handlers
@@ -49,8 +49,16 @@ FLUSH_INTERVAL = 0.05
 
 
 def _now(when: float | None = None) -> str:
-    t = dt.datetime.now(dt.UTC) if when is None else dt.datetime.fromtimestamp(when, dt.UTC)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-06T23:11:45.123Z`` (UTC, milliseconds) for ``when``, or now."""
+    when = time.time() if when is None else when
+    seconds = int(when)
+    return f"{_second(seconds)}.{int((when - seconds) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    """The part of the timestamp before the milliseconds: the lines of a batch share a few seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def decision_record(d: Decision, when: float | None = None) -> dict[str, Any]:
@@ -131,10 +139,14 @@ class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
         log.error("audit log write failed (%d line(s) lost): %s", lines, self.baseFilename, exc_info=False)
 
 
+#: One encoder for every line: ``json.dumps`` with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _line(item: tuple[Any, ...]) -> str:
     kind, when, body = item
     record = decision_record(body, when) if kind == "decision" else body
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(record)
 
 
 class _BatchListener(logging.handlers.QueueListener):
