@@ -67,6 +67,10 @@ class Taken(NamedTuple):
     full: bool = False
 
 
+#: Every admitted take answers the same (immutable) Taken.
+_ADMITTED = Taken(True)
+
+
 @dataclass(frozen=True, slots=True)
 class FailureRule:
     """When failures under one key become a ban: ``ban_after`` within ``window_seconds`` ban for
@@ -263,8 +267,13 @@ class CellTable:
         table = self.cells
         worst: tuple[int, str] | None = None
         plan: list[tuple[Cell, int]] = []
+        first_new: Cell | None = None
+        new = 0
         for c in cells:
             held = table.get(c.key)
+            if held is None:
+                new += 1
+                first_new = first_new or c
             tat = now if held is None or held[0] < now else held[0]
             allow_at = tat - c.tolerance_ns
             if now < allow_at:
@@ -274,16 +283,14 @@ class CellTable:
                 plan.append((c, tat + c.interval_ns))
         if worst is not None:
             return Taken(False, worst[1], worst[0])
-        new = sum(1 for c, _ in plan if c.key not in table)
         if new and len(table) + new > self.max_cells:
             wait = self._make_room(now, new)
             if wait:
                 self.refused_full += 1
-                first_new = next(c for c, _ in plan if c.key not in table)
-                return Taken(False, first_new.label, wait, full=True)
+                return Taken(False, first_new.label, wait, full=True)  # type: ignore[union-attr]
         for c, tat in plan:
             table[c.key] = (tat, c.tolerance_ns)
-        return Taken(True)
+        return _ADMITTED
 
     def _make_room(self, now: int, needed: int) -> int:
         """Drop expired, then unlimited cells; return 0 on success or ns until room is expected."""

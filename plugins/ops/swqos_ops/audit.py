@@ -141,12 +141,26 @@ class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
 
 #: One encoder for every line: ``json.dumps`` with options builds a new encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a JSON string literal, non-ASCII kept
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def decision_line(d: Decision, when: float) -> str:
+    """The JSON text of :func:`decision_record`, byte for byte (a test holds them together),
+    written out directly: a decision line per signature is most of the writer thread's work, and
+    this costs half of building the dict and encoding it."""
+    return (f'{{"type":"decision","time":"{_now(when)}","request_id":{_text(d.request_id)},"rpc":{_text(d.rpc)},'
+            f'"sub":{_text(d.subject)},"client":{_text(d.client)},"payload_len":{d.payload_len:d},'
+            f'"payload_sha256":{_text(d.payload_sha256)},"outcome":{_text(d.outcome)},"stage":{_text(d.stage)},'
+            f'"label":{_text(d.label)},"reason":{_text(d.reason)},"latency_ms":{round(d.latency * 1000, 3)!r}}}')
 
 
 def _line(item: tuple[Any, ...]) -> str:
     kind, when, body = item
-    record = decision_record(body, when) if kind == "decision" else body
-    return _ENCODER.encode(record)
+    return decision_line(body, when) if kind == "decision" else _ENCODER.encode(body)
 
 
 class _BatchListener(logging.handlers.QueueListener):

@@ -12,9 +12,12 @@ import time
 
 import grpc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from swqos_core import logs
-from swqos_ops.audit import AuditLog
+from swqos_core.extensions import Decision
+from swqos_ops.audit import AuditLog, decision_line, decision_record
 from swqos_ops.metrics import OTHER, BoundedLabels
 from swqos_ops.testing import audit_lines, ops_config
 from swqos_testing.stack import running_stack
@@ -117,3 +120,20 @@ def test_audit_queue_full_drops_and_counts(tmp_path):
     for i in range(3):
         audit.admin(operation="drain", outcome="ok", actor=None, client=None, request_id=str(i))
     assert audit.dropped == 2
+
+
+_texts = st.none() | st.text(max_size=40)
+
+
+@given(request_id=st.text(max_size=20), rpc=st.sampled_from(["SignCertificateVerify", "GetIdentity", "x\"\\\n\u2028"]),
+       outcome=st.text(max_size=20), stage=_texts, label=_texts, reason=_texts, subject=_texts, client=_texts,
+       payload=st.binary(max_size=200), latency=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+       when=st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_a_decision_line_is_exactly_the_json_of_its_record(request_id, rpc, outcome, stage, label, reason, subject,
+                                                          client, payload, latency, when):
+    """The writer thread spells decision lines out directly; they must be the record's JSON, byte for byte."""
+    d = Decision(rpc=rpc, request_id=request_id, outcome=outcome, stage=stage, label=label, reason=reason,
+                 subject=subject, client=client, payload_len=len(payload), latency=latency, payload=payload)
+    expected = json.dumps(decision_record(d, when), ensure_ascii=False, separators=(",", ":"))
+    assert decision_line(d, when) == expected
+    assert json.loads(decision_line(d, when)) == decision_record(d, when)

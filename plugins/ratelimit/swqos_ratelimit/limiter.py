@@ -56,6 +56,8 @@ log = logging.getLogger("swqos.rate_limit.gcra")
 MAX_CAS_ATTEMPTS = 8
 #: Runtime per-trader overrides the admin API may set; bounded like everything else.
 MAX_RUNTIME_OVERRIDES = 100_000
+#: Entries of each of the limiter's memos (an address's checks, a cell's Cell); cleared when full.
+MAX_REMEMBERED = 16_384
 #: Policy-record namespace of runtime trader quotas.
 QUOTA_NAMESPACE = "ratelimit.quota"
 #: IPv6 aggregate prefix lengths counted besides the /64.
@@ -181,6 +183,14 @@ class GcraRateLimiter:
                 pair.append(_Limit(label, table, "address_table_full"))
             self._l_agg[bits] = (pair[0], pair[1])
         self._full_labels = {lim.label: lim.full_label for lim in self._limits()}
+        #: Every table is this process's own (not a shared TatStore): decided without awaiting.
+        self._tables_in_memory = all(type(lim.store) is MemoryTatStore for lim in self._limits())
+        #: (address key, is a signature) -> its checks: a pure function of the settings, asked
+        #: twice per signature with a shared store, so kept (bounded; cleared when full).
+        self._checks_of: dict[tuple[Key, bool], tuple[tuple[_Limit, Key, Rate], ...]] = {}
+        #: (limit label, key) -> (its rate, its Cell): a Cell is immutable and its key a string to
+        #: format, so a repeat caller reuses it while its rate is the same object (bounded too).
+        self._cells_of: dict[tuple[str, Key], tuple[Rate, Cell]] = {}
 
         # A persistent or shared store holds the cells; the in-process one is these tables.
         self.store = store if store is not None and not isinstance(store, MemoryStateStore) else None
@@ -255,10 +265,17 @@ class GcraRateLimiter:
         self.admitted["principal"] += 1
 
     def _address_checks(self, head: RequestHead, client: ClientAddress) -> tuple[tuple[_Limit, Key, Rate], ...]:
-        key = client.key
+        key, sign = client.key, head.rpc == "SignCertificateVerify"
+        found = self._checks_of.get((key, sign))
+        if found is None:
+            if len(self._checks_of) >= MAX_REMEMBERED:
+                self._checks_of.clear()
+            found = self._checks_of[(key, sign)] = self._address_checks_of(key, sign)
+        return found
+
+    def _address_checks_of(self, key: Key, sign: bool) -> tuple[tuple[_Limit, Key, Rate], ...]:
         rates = self._addr_overrides.get(key) if self._addr_overrides else None
         rate, hs_rate = rates or (self.address_rate, self.handshake_rate)
-        sign = head.rpc == "SignCertificateVerify"
         checks: list[tuple[_Limit, Key, Rate]] = [(self._l_addr, key, rate)]
         if sign:
             checks.append((self._l_hs, key, hs_rate))
@@ -283,8 +300,7 @@ class GcraRateLimiter:
         fails, ``fallback`` (for a signature the trader's cells: its address cells were taken
         locally before authentication) comes from this replica's tables at the per-replica share."""
         assert self.store is not None
-        cells = [Cell(f"rl:{limit.label}:{key}", rate.interval_ns, rate.tolerance_ns, limit.label)
-                 for limit, key, rate in checks]
+        cells = [self._cell(limit, key, rate) for limit, key, rate in checks]
         try:
             taken = await self.store.take(cells)
         except StoreUnavailable as exc:
@@ -297,6 +313,16 @@ class GcraRateLimiter:
         label = taken.label or checks[0][0].label
         raise self._refuse(self._full_labels.get(label, "address_table_full") if taken.full else label,
                            taken.wait_ns)
+
+    def _cell(self, limit: _Limit, key: Key, rate: Rate) -> Cell:
+        found = self._cells_of.get((limit.label, key))
+        if found is not None and found[0] is rate:
+            return found[1]
+        if len(self._cells_of) >= MAX_REMEMBERED:
+            self._cells_of.clear()
+        cell = Cell(f"rl:{limit.label}:{key}", rate.interval_ns, rate.tolerance_ns, limit.label)
+        self._cells_of[(limit.label, key)] = (rate, cell)
+        return cell
 
     def _per_replica(self, rate: Rate) -> Rate:
         """The quota one replica may grant alone while the shared store is away: divided by replicas."""
@@ -319,7 +345,7 @@ class GcraRateLimiter:
                            self.fallbacks)
 
     async def _take_local(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:
-        if all(type(limit.store) is MemoryTatStore for limit, _, _ in checks):
+        if self._tables_in_memory:
             self._take_memory(checks)
             return
         await self._take_cas(checks)
@@ -328,24 +354,25 @@ class GcraRateLimiter:
         """The in-process tables: decide, make room, then write, without awaiting (so atomic on the
         loop and without the compare-and-set round trips a shared store needs)."""
         now = self.clock()
-        planned: list[tuple[dict[Key, int], Key, int]] = []
+        planned: list[tuple[_Limit, dict[Key, int], Key, int, bool]] = []
         worst: tuple[int, str] | None = None
         for limit, key, rate in checks:
             table = limit.store.table  # type: ignore[attr-defined]
-            ok, value = check(table.get(key), now, rate)
+            tat = table.get(key)
+            ok, value = check(tat, now, rate)
             if ok:
-                planned.append((table, key, value))
+                planned.append((limit, table, key, value, tat is None))
             elif worst is None or value > worst[0]:
                 worst = (value, limit.label)
         if worst is not None:
             raise self._refuse(worst[1], worst[0])
-        for (table, key, _), (limit, _, _) in zip(planned, checks, strict=True):
-            if key not in table:
+        for limit, _, _, _, new in planned:
+            if new:
                 try:
                     limit.store.ensure_room(now)  # type: ignore[attr-defined]
                 except StoreFull as full:
                     raise self._refuse(limit.full_label, full.wait_ns) from None
-        for table, key, value in planned:
+        for _, table, key, value, _ in planned:
             table[key] = value
 
     async def _take_cas(self, checks: tuple[tuple[_Limit, Key, Rate], ...]) -> None:

@@ -381,7 +381,9 @@ class SqliteStateStore(StoreSync):
             raise StoreUnavailable(f"sqlite state file {self.path} is not open")
         taken = self._table.take(cells)
         if taken.ok:
-            self._dirty.update(c.key for c in cells)
+            dirty = self._dirty
+            for c in cells:
+                dirty.add(c.key)
         return taken
 
     def flush_cells(self) -> int:
