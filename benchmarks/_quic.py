@@ -101,3 +101,39 @@ async def measure(target: str, ca_pem: bytes, token: str, identity: bytes, count
         client.close()
         warm_client.close()
     return out
+
+
+def single_calls(targets: dict[str, str], ca_pem: bytes, token: str, count: int, gap_s: float) -> dict[str, Any]:
+    """The sign call a handshake makes, alone: one SignCertificateVerify at a time to each target
+    (the bare echo's answer is the floor any gRPC call pays here), after ``gap_s`` of silence,
+    about what a handshake's own work leaves between two signs. Targets alternate call by call,
+    order flipping, so both see the same machine."""
+    from swqos_testing.payloads import valid_cv
+
+    trust = TlsTrust(ca_pem=ca_pem, server_name="localhost")
+    clients = {name: SignerClient(addr, token=token, trust=trust, timeout=1.0) for name, addr in targets.items()}
+    payload = valid_cv()
+    lat: dict[str, list[float]] = {name: [] for name in targets}
+    failed: Counter[str] = Counter()
+    names = list(targets)
+    try:
+        for c in clients.values():  # channels and TLS
+            for _ in range(5):
+                c.sign_certificate_verify(payload)
+        for i in range(count):
+            for name in names if i % 2 == 0 else names[::-1]:
+                time.sleep(gap_s)
+                t = time.perf_counter()
+                try:
+                    clients[name].sign_certificate_verify(payload)
+                    lat[name].append(time.perf_counter() - t)
+                except Exception as exc:  # counted, not fatal
+                    failed[f"{name}: {type(exc).__name__}"] += 1
+    finally:
+        for c in clients.values():
+            c.close()
+    out: dict[str, Any] = {"gap_s": gap_s, "failed": dict(failed)}
+    out |= {name: summary(xs) for name, xs in lat.items()}
+    if all(out[n].get("p50_ms") is not None for n in ("echo", "deployed")):
+        out["deployed_minus_echo_p50_ms"] = round(out["deployed"]["p50_ms"] - out["echo"]["p50_ms"], 3)
+    return out

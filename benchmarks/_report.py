@@ -45,7 +45,7 @@ def _goal(value: Any, target: str, ok: Any) -> dict[str, Any]:
     return {"value": value, "target": target, "met": None if value is None else bool(ok(value))}
 
 
-SCRIPTS = ("hostile_argon2", "hostile_connections", "stores")
+SCRIPTS = ("hostile_argon2", "hostile_connections", "stores", "instructions")
 
 
 def _usable(r: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +201,13 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{_fmt(lo.get('p99_ms'))} | {_fmt(e.get('remote_minus_local_p50_ms'))} | "
                          f"{sum(e.get('failed', {}).values())} |")
         lines.append("")
+    sc = r.get("single_calls")
+    if sc and "echo" in sc:
+        lines += [f"Single calls, one at a time, {sc['gap_s'] * 1000:.0f} ms apart (the sign call of a handshake, "
+                  f"alone): echo p50 {_fmt(sc['echo'].get('p50_ms'))} / p99 {_fmt(sc['echo'].get('p99_ms'))} ms, "
+                  f"deployed p50 {_fmt(sc['deployed'].get('p50_ms'))} / p99 {_fmt(sc['deployed'].get('p99_ms'))} ms "
+                  f"(deployed - echo at p50: {_fmt(sc.get('deployed_minus_echo_p50_ms'))} ms); failed {sc['failed'] or 0}.",
+                  ""]
     st = _get(r, "stages", "proxy_stages", "stages")
     if st:
         lines += ["## Inside the proxy, per stage (signed requests; harness observer on, not timed)", "",
@@ -217,7 +224,9 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {who} | {s['offered_rps']} | {_fmt(s['throughput_rps'])} | {_fmt(s['success_rate'])} | "
                          f"{_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} |")
         lines.append("")
-    for name in ("hostile_argon2", "hostile_connections", "stores"):
+    lines += _stores_section(_get(r, "stores", "result", "full_stack"))
+    lines += _instructions_section(_get(r, "instructions", "result"))
+    for name in SCRIPTS:
         e = r.get(name)
         if e:
             head = e.get("command") or e.get("skipped")
@@ -239,3 +248,41 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {name} | {goal['target']} | {_fmt(goal['value'])} | {met} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _stores_section(fs: dict[str, Any] | None) -> list[str]:
+    """The state stores side by side (benchmarks/stores.py): each store's host-proxy in its own process."""
+    if not fs or "phases" not in fs:
+        return []
+    out = ["## State stores (the deployed stack with each store, its own process; benchmarks/stores.py)", "",
+           "| phase | store | p50 ms | p99 ms | proxy CPU µs/req | over memory: CPU µs | over memory: p50 ms |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for phase, stores in fs["phases"].items():
+        for store, x in stores.items():
+            over = ("- | -" if store == "memory" else
+                    f"{_fmt(x['cpu_over_memory_us_min'])} / {_fmt(x['cpu_over_memory_us'])} | "
+                    f"{_fmt(x['p50_over_memory_ms_min'])} / {_fmt(x['p50_over_memory_ms'])}")
+            out.append(f"| {phase} | {store} | {_mm(x['p50_ms'])} | {_mm(x['p99_ms'])} | "
+                       f"{_mm(x['cpu_us_per_request']['process'])} | {over} |")
+    return [*out, "", "Cells are min / median over rounds; differences are per round, against the memory round "
+            "beside it. The budget (issue 14) reads the paced phase.", ""]
+
+
+def _instructions_section(ins: dict[str, Any] | None) -> list[str]:
+    """Instructions per request counted by callgrind (benchmarks/instructions.py)."""
+    if not ins or "proxies" not in ins:
+        return [f"Instructions (callgrind): {ins['skipped']}", ""] if ins and "skipped" in ins else []
+    p = ins["proxies"]
+    echo = p.get("echo", {}).get("loop")
+    out = [f"## Instructions per signed request (callgrind, {ins['requests']} requests one at a time)", "",
+           "| target | event-loop thread | whole process | loop / echo |", "|---|---:|---:|---:|"]
+    for name, x in p.items():
+        if "loop" in x:
+            ratio = f"{x['loop'] / echo:.2f}" if echo else "-"
+            out.append(f"| {name} | {x['loop']:,} | {x['process']:,} | {ratio} |")
+    e = ins.get("enclave", {})
+    if "batch_1" in e:
+        out += ["", f"Enclave signer: {e['batch_1']['per_signature']:,} instructions per signature answered alone, "
+                f"{e['batch_10']['per_signature']:,} in batches of ten; Ed25519 (libsodium's crypto_sign) is "
+                f"{e.get('ed25519_share')} of them."]
+    return [*out, ""]

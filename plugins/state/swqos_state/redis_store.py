@@ -51,6 +51,8 @@ from swqos_state.sync import StoreSync, SyncSettings
 STREAM_MAXLEN = 10_000
 #: Keys per take / failures per pipeline at most (a stage has at most eight cells).
 MAX_CELLS = 32
+#: Cells whose take arguments are kept ready; cleared when full.
+MAX_REMEMBERED_CELLS = 16_384
 
 _TAKE = """
 local t = redis.call('TIME')
@@ -235,6 +237,9 @@ class RedisStateStore(StoreSync):
                                max_pending=settings.max_in_flight)
         # SHA-1 because EVALSHA names a script by it, not for security.
         self._take_sha = hashlib.sha1(_TAKE.encode(), usedforsecurity=False).hexdigest()
+        #: Cell -> (its Redis key, interval µs, tolerance µs): the limiter hands the same Cell objects
+        #: back for a repeat caller, so a take's arguments are looked up, not rebuilt (bounded).
+        self._cell_args: dict[Cell, tuple[str, int, int]] = {}
         self._fail_script = self.r.register_script(_FAIL)
         self._put_script = self.r.register_script(_PUT)
         self._ban_id = "0-0"
@@ -328,11 +333,19 @@ class RedisStateStore(StoreSync):
             # Known down: fail at once (the caller falls back) rather than wait out a connect
             # timeout per request; the sync loop keeps probing and clears this when Redis answers.
             raise StoreUnavailable(f"redis {self.where}: unreachable since {self.last_error or 'start'}")
-        prefix = self.s.prefix + "c:"
-        command: list[str | int] = ["EVALSHA", self._take_sha, len(cells)]
-        command += [prefix + c.key for c in cells]
+        known = self._cell_args
+        args = []
         for c in cells:
-            command += [max(1, c.interval_ns // 1000), c.tolerance_ns // 1000]
+            found = known.get(c)
+            if found is None:
+                if len(known) >= MAX_REMEMBERED_CELLS:
+                    known.clear()
+                found = known[c] = (self.s.prefix + "c:" + c.key, max(1, c.interval_ns // 1000), c.tolerance_ns // 1000)
+            args.append(found)
+        command: list[str | int] = ["EVALSHA", self._take_sha, len(cells)]
+        command += [key for key, _, _ in args]
+        for _, interval, tolerance in args:
+            command += (interval, tolerance)
         try:
             reply = await self._lane.call(*command)
             if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
