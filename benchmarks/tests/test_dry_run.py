@@ -49,7 +49,8 @@ def test_the_report_renders_the_store_and_instruction_tables() -> None:
                "plan": {"workers": 2}, "quick": False, "started": "now", "wall_seconds": 1.0,
                "stores": {"result": {"full_stack": phase | {"phases": {"paced_400": phase}}}},
                "instructions": {"result": {"requests": 10, "proxies": {
-                   "echo": {"loop": 100, "process": 120}, "deployed": {"loop": 250, "process": 300}},
+                   "echo": {"loop": 100, "process": 120}, "deployed": {"loop": 250, "process": 300},
+                   "no_ops": {"loop": 240, "process": 280}},
                    "enclave": {"batch_1": {"per_signature": 300}, "batch_10": {"per_signature": 280},
                                "ed25519_share": 0.75}}}}
     results["goals"] = _report.goals(results)
@@ -57,3 +58,9 @@ def test_the_report_renders_the_store_and_instruction_tables() -> None:
     assert "| paced_400 | redis | 1.00 / 2.00 | 1.00 / 2.00 | 1.00 / 2.00 | 80.00 / 120 | 0.20 / 0.30 |" in md
     assert "| deployed | 250 | 300 | 2.50 |" in md
     assert results["goals"]["redis_cpu_over_memory_us"] == {"value": 120.0, "target": "<= 150", "met": True}
+    # Without a throughput run there is no CPU per instruction to price the difference at.
+    assert "audit_and_metrics_loop_us_by_instructions" not in results["goals"]
+    results["throughput"] = {"ratio_deployed_over_echo": spread, "ops_loop_us_per_request": spread,
+                             "summary": {"deployed": {"failed": 0, "cpu_us_per_request": {"loop": {"median": 500.0}}}}}
+    priced = _report.goals(results)["audit_and_metrics_loop_us_by_instructions"]
+    assert priced == {"value": 20.0, "target": "<= 15 (10 instructions)", "met": False}
