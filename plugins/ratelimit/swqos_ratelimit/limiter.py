@@ -42,8 +42,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from swqos_core.errors import Rejection, resource_exhausted
-from swqos_core.layers import ClientAddress, Principal, RequestHead
+from swqos_core.errors import ConfigError, Rejection, resource_exhausted
+from swqos_core.layers import BuildContext, ClientAddress, Principal, RequestHead
 from swqos_core.net import address_key, fold_mapped
 from swqos_core.store import Cell, MemoryStateStore, PolicyRecord, StateStore, StoreUnavailable
 from swqos_ratelimit.gcra import Clock, Rate, check, monotonic_clock, retry_after_seconds
@@ -591,11 +591,9 @@ def _describe(rate: Rate) -> dict[str, Any]:
             "interval_s": rate.interval_ns / 1e9}
 
 
-def build(settings: GcraSettings | None, ctx: Any) -> GcraRateLimiter:
+def build(settings: GcraSettings | None, ctx: BuildContext | None) -> GcraRateLimiter:
     """The registered factory: bad overrides are a startup error, not a failure at first request."""
-    from swqos_core.errors import ConfigError
-
     try:
-        return GcraRateLimiter(settings, logger=getattr(ctx, "logger", None), store=getattr(ctx, "store", None))
+        return GcraRateLimiter(settings, logger=ctx.logger if ctx else None, store=ctx.store if ctx else None)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

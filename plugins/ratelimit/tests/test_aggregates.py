@@ -197,3 +197,49 @@ async def test_quota_overrides_are_policy_records():
     assert await lim.persist_clear_trader_quota("t", actor="token:ops")
     assert other.trader_quota("t")["source"] == "default"
     assert await store.policy_records("ratelimit.quota") == []
+
+
+class CellRecordingStore(FlakyStore):
+    """FlakyStore that also keeps every take's Cell objects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[list] = []
+
+    async def take(self, cells):
+        self.cells.append(list(cells))
+        return await super().take(cells)
+
+
+async def test_a_repeat_caller_reuses_its_cells_until_its_quota_changes(monkeypatch):
+    from swqos_ratelimit import limiter
+
+    monkeypatch.setattr(limiter, "MAX_REMEMBERED", 8)
+    store = CellRecordingStore()
+    lim = GcraRateLimiter(store=store, clock=FakeClock())  # type: ignore[arg-type]
+    c = client("192.0.2.7")
+    for _ in range(2):
+        await lim.check_principal(SIGN, trader("t"), c)
+    first, second = store.cells
+    assert all(a is b for a, b in zip(first, second, strict=True))  # the same immutable Cells
+    lim.set_trader_quota("t", rate=Quota(120, 60.0, 120))
+    await lim.check_principal(SIGN, trader("t"), c)
+    changed = {cell.label: cell for cell in store.cells[-1]}
+    assert changed["trader_rate"].interval_ns == 10**9 // 2  # the new quota, not the remembered Cell
+    assert changed["trader_rate"].key == first[-2].key
+    for i in range(30):  # many callers: the memos are cleared when full, never larger
+        await lim.check_principal(SIGN, trader(f"t{i}"), client(f"198.51.100.{i}"))
+        assert len(lim._cells_of) <= 8 and len(lim._checks_of) <= 8
+
+
+async def test_an_address_stays_limited_while_the_memos_are_cleared(monkeypatch):
+    from swqos_ratelimit import limiter
+
+    monkeypatch.setattr(limiter, "MAX_REMEMBERED", 4)
+    lim = GcraRateLimiter(GcraSettings(handshakes=Quota(2, 60.0, 2)), clock=FakeClock())
+    spent = client("192.0.2.9")
+    assert [await passes(lim.check_address(SIGN, spent)) for _ in range(3)] == [True, True, False]
+    for i in range(20):
+        assert await passes(lim.check_address(SIGN, client(f"198.51.100.{i}")))
+        assert len(lim._checks_of) <= 4
+    assert not await passes(lim.check_address(SIGN, spent))

@@ -157,3 +157,24 @@ async def test_degraded_mode_never_halts(redis_server, tmp_path):
         assert state.halts == {} and store.status().degraded
     finally:
         await store.close()
+
+
+async def test_take_arguments_kept_ready_stay_bounded_and_decide_nothing(redis_server, tmp_path, monkeypatch):
+    from swqos_state import redis_store
+
+    monkeypatch.setattr(redis_store, "MAX_REMEMBERED_CELLS", 4)
+    store = redis_store_for(redis_server, tmp_path)
+    await store.start()
+    try:
+        hour = 3600 * S
+        spent = Cell("t:memo:spent", hour, 0, "hs")
+        assert (await store.take([spent])).ok
+        for i in range(20):  # new cells: the remembered arguments are dropped and rebuilt meanwhile
+            assert (await store.take([Cell(f"t:memo:{i}", hour, 0, "hs")])).ok
+            assert len(store._cell_args) <= 4
+        refused = await store.take([spent])  # the server's cell decides, not the memo
+        assert (refused.ok, refused.label) == (False, "hs") and refused.wait_ns > 0
+        # Same key, another quota: its arguments are its own (the memo is keyed by the whole Cell).
+        assert (await store.take([Cell("t:memo:spent", 1, hour, "hs")])).ok
+    finally:
+        await store.close()
